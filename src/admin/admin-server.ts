@@ -1,0 +1,38 @@
+import { createServer, type Server } from 'node:http'
+import type { Metrics } from './metrics'
+
+export interface Readiness {
+  ready: boolean
+  /** One line per thing not ready, shown in the 503 body. */
+  reasons: string[]
+}
+
+export interface AdminServerOptions {
+  metrics: Metrics
+  /** Asked on every `/readyz`. */
+  readiness: () => Readiness
+}
+
+/** `/healthz` (the process answers), `/readyz` (it can do its job now), `/metrics` (Prometheus). */
+export function createAdminServer(options: AdminServerOptions): Server {
+  return createServer(async (req, res) => {
+    const path = (req.url ?? '/').split('?')[0]
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain; charset=utf-8', allow: 'GET, HEAD' }).end('method not allowed\n')
+      return
+    }
+    if (path === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' }).end('ok\n')
+    } else if (path === '/readyz') {
+      const { ready, reasons } = options.readiness()
+      res
+        .writeHead(ready ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' })
+        .end(ready ? 'ready\n' : `not ready: ${reasons.join('; ')}\n`)
+    } else if (path === '/metrics') {
+      const body = await options.metrics.registry.metrics()
+      res.writeHead(200, { 'content-type': options.metrics.registry.contentType }).end(body)
+    } else {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n')
+    }
+  })
+}

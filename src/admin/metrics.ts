@@ -1,0 +1,96 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { TokenSource } from '../tokens/token-source'
+
+/**
+ * The one metrics registry of a process, and every metric the project exports, in one place so
+ * names stay consistent. Labels never carry a token: only routes, keys (file paths or
+ * audiences), statuses and reason codes.
+ */
+export function createMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry, prefix: 'bearer_sidecar_' })
+  const registers = [registry]
+  return {
+    registry,
+    egressRequests: new Counter({
+      name: 'bearer_sidecar_egress_requests_total',
+      help: 'Requests handled by the egress proxy, by route and answer status',
+      labelNames: ['route', 'status'] as const,
+      registers,
+    }),
+    upstreamDuration: new Histogram({
+      name: 'bearer_sidecar_egress_upstream_duration_seconds',
+      help: 'Time from forwarding a request to the upstream response headers',
+      labelNames: ['route'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    tokenRefreshes: new Counter({
+      name: 'bearer_sidecar_token_refreshes_total',
+      help: 'New tokens taken up by a token source, by key (file path or audience)',
+      labelNames: ['key'] as const,
+      registers,
+    }),
+    tokenFailures: new Counter({
+      name: 'bearer_sidecar_token_failures_total',
+      help: 'Failed token reads or fetches, by key and error code',
+      labelNames: ['key', 'reason'] as const,
+      registers,
+    }),
+    verifications: new Counter({
+      name: 'bearer_sidecar_verifications_total',
+      help: 'Bearer token verifications, by result (allowed, denied, invalid, unavailable) and reason',
+      labelNames: ['result', 'reason'] as const,
+      registers,
+    }),
+    keyFetches: new Counter({
+      name: 'bearer_sidecar_key_fetches_total',
+      help: 'Fetches of an issuer discovery document or key set, by issuer and result',
+      labelNames: ['issuer', 'result'] as const,
+      registers,
+    }),
+    ingressRequests: new Counter({
+      name: 'bearer_sidecar_ingress_requests_total',
+      help: 'Requests handled by the ingress proxy, by answer status',
+      labelNames: ['status'] as const,
+      registers,
+    }),
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>
+
+/** Token age and seconds to expiry, computed at scrape time from the source's own status. */
+export function registerTokenGauges(metrics: Metrics, source: TokenSource): void {
+  const registers = [metrics.registry]
+  new Gauge({
+    name: 'bearer_sidecar_token_seconds_to_expiry',
+    help: 'Seconds until the held token expires, by key (negative or absent when none is held)',
+    labelNames: ['key'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const s of source.status()) if (s.expiresAt) this.set({ key: s.key }, (s.expiresAt - Date.now()) / 1000)
+    },
+  })
+  new Gauge({
+    name: 'bearer_sidecar_token_age_seconds',
+    help: 'Seconds since the held token was issued, by key',
+    labelNames: ['key'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const s of source.status()) if (s.issuedAt) this.set({ key: s.key }, (Date.now() - s.issuedAt) / 1000)
+    },
+  })
+  new Gauge({
+    name: 'bearer_sidecar_token_ready',
+    help: '1 while a valid token is held for the key, else 0',
+    labelNames: ['key'] as const,
+    registers,
+    collect() {
+      this.reset()
+      for (const s of source.status()) this.set({ key: s.key }, s.ready ? 1 : 0)
+    },
+  })
+}

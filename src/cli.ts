@@ -1,0 +1,160 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { type Env, type environmentVariables, loadAuthServerConfig, loadClientConfig, loadEgressConfig, loadIngressConfig } from './config'
+import { ConfigError } from './errors'
+import type { Service } from './lifecycle'
+import { createLogger, type Logger } from './log'
+
+interface Command {
+  summary: string
+  usage: string
+  start(env: Env, args: string[]): Promise<Service>
+}
+
+const commands: Record<string, Command> = {
+  egress: {
+    summary: "outbound proxy that adds this workload's token to requests for configured hosts",
+    usage: `Clients send plain HTTP to LISTEN_ADDR, as their HTTP_PROXY or as a reverse proxy for TARGET_URL.
+
+  CLIENT_MODE   kubernetes | google                     (default kubernetes)
+  TOKEN_FILE    projected service-account token          (default /var/run/secrets/tokens/token)
+  TARGET_URL    upstream of origin-form requests; its host also gets tokens as HTTP_PROXY
+  AUDIENCE      google mode: ID token audience for TARGET_URL (default its origin)
+  ROUTES_FILE   YAML/JSON routes: host, upstream, audience, tokenFile
+  LISTEN_ADDR   proxy listener                           (default 127.0.0.1:15080)
+  ADMIN_ADDR    /healthz /readyz /metrics                (default 0.0.0.0:15081)
+  TOKEN_HEADER  header carrying "Bearer <token>"         (default Authorization)
+  KEEP_CLIENT_TOKEN  forward a client's own TOKEN_HEADER (default false: overwrite)
+  UPSTREAM_TIMEOUT   seconds to wait for response headers, then 504 (default 30)
+  SHUTDOWN_TIMEOUT   seconds SIGTERM waits for in-flight requests   (default 15)
+  LOG_LEVEL     trace|debug|info|warn|error              (default info)`,
+    async start(env) {
+      const { runEgress } = await import('./egress/run')
+      const config = loadEgressConfig(env)
+      return runEgress(config, createLogger({ level: config.logLevel }))
+    },
+  },
+  'auth-server': {
+    summary: "demo server that verifies every request's bearer token and answers with the caller's identity",
+    usage: `  ID_ISSUER         trusted issuer URL(s), comma-separated (required)
+  JWT_AUDIENCE      the aud a token must carry (required)
+  ALLOWED_SUBJECTS  exact sub, system:serviceaccount:NS:*, or Google SA email (default any)
+  ISSUER_DISCOVERY_URL  fetch discovery here instead of <issuer>/.well-known/openid-configuration
+  ISSUER_CA_FILE    PEM CA bundle for discovery and key fetches
+  ISSUER_TOKEN_FILE bearer token file sent on discovery and key fetches
+  CLOCK_TOLERANCE   seconds of clock skew allowed        (default 30)
+  MAX_TOKEN_AGE     seconds since iat after which a token is refused (default 86400)
+  VERIFY_CACHE_SIZE verified tokens remembered; 0 = off  (default 10000)
+  PORT              listen port                          (default 8080)
+  ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15081)
+  LOG_LEVEL         (default info)`,
+    async start(env) {
+      const { runAuthServer } = await import('./verify/auth-server')
+      const config = loadAuthServerConfig(env)
+      return runAuthServer(config, createLogger({ level: config.logLevel }))
+    },
+  },
+  ingress: {
+    summary: 'verifying reverse proxy: forwards only requests with a valid token to UPSTREAM_URL',
+    usage: `  The auth-server variables (ID_ISSUER, JWT_AUDIENCE, ALLOWED_SUBJECTS, ...), plus:
+  UPSTREAM_URL      the app to protect (required)
+  LISTEN_ADDR       listener                             (default 0.0.0.0:$PORT, PORT default 8080)
+  ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15082)
+  UPSTREAM_TIMEOUT  seconds to wait for response headers (default 30)`,
+    async start(env) {
+      const { runIngress } = await import('./ingress/run')
+      const config = loadIngressConfig(env)
+      return runIngress(config, createLogger({ level: config.logLevel }))
+    },
+  },
+  client: {
+    summary: 'demo loop: GET TARGET_URL every INTERVAL seconds through HTTP_PROXY, one line per answer',
+    usage: `  TARGET_URL  what to call (required)
+  INTERVAL    seconds between requests                 (default 2)
+  HTTP_PROXY / http_proxy, NO_PROXY / no_proxy are honoured`,
+    async start(env) {
+      const { runClient } = await import('./demo/client')
+      const config = loadClientConfig(env)
+      return runClient(config, createLogger({ level: config.logLevel }))
+    },
+  },
+  demo: {
+    summary: 'the whole flow on loopback: issuer, kubelet rotation, auth-server, egress, client',
+    usage: `  --duration SECONDS   stop by itself after this long, print a summary, exit 0 if every request succeeded
+  --mode kubernetes|google   token from a rotated projected file (default) or a local metadata server`,
+    async start(env, args) {
+      const { values } = parseArgs({ args, options: { duration: { type: 'string' }, mode: { type: 'string' } } })
+      const { runDemo, parseDemoOptions } = await import('./demo/run')
+      return runDemo(parseDemoOptions(values), env)
+    },
+  },
+}
+
+function usage(): string {
+  const lines = Object.entries(commands).map(([name, command]) => `  ${name.padEnd(12)} ${command.summary}`)
+  return `Usage: bearer-sidecar <command> [--help]\n\nCommands:\n${lines.join('\n')}\n`
+}
+
+function commandHelp(name: keyof typeof environmentVariables | 'demo', command: Command): string {
+  return `Usage: bearer-sidecar ${name}${name === 'demo' ? ' [--duration SECONDS] [--mode kubernetes|google]' : ''}\n\n${command.summary}\n\n${command.usage}\n`
+}
+
+async function main(argv: string[]): Promise<number | undefined> {
+  const [name, ...args] = argv
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage())
+    return name ? 0 : 2
+  }
+  const command = commands[name]
+  if (!command) {
+    process.stderr.write(`unknown command "${name}"\n\n${usage()}`)
+    return 2
+  }
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(commandHelp(name as keyof typeof environmentVariables, command))
+    return 0
+  }
+  const service = await command.start(process.env, args)
+  return waitForEnd(service)
+}
+
+/** SIGTERM/SIGINT: stop accepting, finish in-flight work (each service bounds its own wait), exit 0. */
+function waitForEnd(service: Service): Promise<number> {
+  return new Promise((resolve) => {
+    let stopping = false
+    const stop = () => {
+      if (stopping) return
+      stopping = true
+      service.close().then(
+        () => resolve(0),
+        () => resolve(1),
+      )
+    }
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    service.finished?.then(async (code) => {
+      stopping = true
+      await service.close()
+      resolve(code)
+    })
+  })
+}
+
+function fail(error: unknown, logger?: Logger): number {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`bearer-sidecar: ${error.message}\n`)
+    return 2
+  }
+  if (logger) logger.fatal({ err: error }, 'failed to start')
+  else process.stderr.write(`bearer-sidecar: ${(error as Error)?.stack ?? String(error)}\n`)
+  return 1
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== undefined) process.exitCode = code
+  },
+  (error) => {
+    process.exitCode = fail(error)
+  },
+)
