@@ -66,3 +66,15 @@ export class IssuerUnavailableError extends SidecarError {
   readonly code = 'ERR_ISSUER_UNAVAILABLE' as const
   readonly statusCode = 503
 }
+
+/** A token source read something that is not a usable JWT (empty, half-written, not three parts, no `exp`). */
+export class TokenMalformedError extends SidecarError {
+  readonly code = 'ERR_TOKEN_MALFORMED' as const
+  readonly statusCode = 503
+}
+
+/** The only token at hand has expired: it is never sent. */
+export class TokenExpiredError extends SidecarError {
+  readonly code = 'ERR_TOKEN_EXPIRED' as const
+  readonly statusCode = 503
+}
