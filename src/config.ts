@@ -67,6 +67,8 @@ export interface EgressConfig {
   /** Forward a client's own TOKEN_HEADER value instead of overwriting it. */
   keepClientToken: boolean
   upstreamTimeoutMs: number
+  /** PEM certificates trusted for HTTPS upstreams in addition to Node's CA store (UPSTREAM_CA_FILE). */
+  upstreamCa?: string
   shutdownTimeoutMs: number
   logLevel: string
 }
@@ -78,6 +80,8 @@ export interface VerifierConfig {
   allowedSubjects: string[]
   /** Where to fetch the discovery document instead of `<issuer>/.well-known/openid-configuration` (one issuer only). */
   discoveryUrl?: string
+  /** Where to fetch the key set, skipping discovery (one issuer only): an in-cluster API server's `/openid/v1/jwks`. */
+  jwksUrl?: string
   /** PEM bundle trusted for discovery and key fetches (an in-cluster API server's CA). */
   caFile?: string
   /** File holding a bearer token sent on discovery and key fetches (the server's own service-account token). */
@@ -184,6 +188,22 @@ const list = z.string().transform((value) =>
     .filter(Boolean),
 )
 
+/** A readable file of PEM certificates, read once at start. */
+const pemFile = z.string().transform((path, ctx) => {
+  let pem: string
+  try {
+    pem = readFileSync(path, 'utf8')
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})` })
+    return z.NEVER
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+    ctx.addIssue({ code: 'custom', message: 'holds no PEM certificate' })
+    return z.NEVER
+  }
+  return pem
+})
+
 /** `host`, `host:port`, `*.suffix`, `*.suffix:port`: lowercase, trailing dot dropped. */
 const routeHost = z
   .string()
@@ -275,6 +295,7 @@ export function loadEgressConfig(env: Env): EgressConfig {
   const tokenHeader = reader.read('TOKEN_HEADER', headerName, defaults.tokenHeader)
   const keepClientToken = reader.read('KEEP_CLIENT_TOKEN', boolean, 'false')
   const upstreamTimeout = reader.read('UPSTREAM_TIMEOUT', seconds, String(defaults.upstreamTimeout))
+  const upstreamCa = reader.read('UPSTREAM_CA_FILE', pemFile)
   const shutdownTimeout = reader.read('SHUTDOWN_TIMEOUT', seconds, String(defaults.shutdownTimeout))
   const level = reader.read('LOG_LEVEL', logLevel, defaults.logLevel)
   return reader.done(() => ({
@@ -287,6 +308,7 @@ export function loadEgressConfig(env: Env): EgressConfig {
     tokenHeader: tokenHeader!,
     keepClientToken: keepClientToken!,
     upstreamTimeoutMs: upstreamTimeout! * 1000,
+    upstreamCa,
     shutdownTimeoutMs: shutdownTimeout! * 1000,
     logLevel: level!,
   }))
@@ -301,6 +323,8 @@ function readVerifier(reader: EnvReader): VerifierConfig | undefined {
   const allowedSubjects = reader.read('ALLOWED_SUBJECTS', list, '') ?? []
   const discoveryUrl = reader.read('ISSUER_DISCOVERY_URL', httpUrl)
   if (discoveryUrl && issuers && issuers.length !== 1) reader.fail('ISSUER_DISCOVERY_URL needs exactly one ID_ISSUER')
+  const jwksUrl = reader.read('ISSUER_JWKS_URL', httpUrl)
+  if (jwksUrl && issuers && issuers.length !== 1) reader.fail('ISSUER_JWKS_URL needs exactly one ID_ISSUER')
   const caFile = reader.read('ISSUER_CA_FILE', z.string())
   const discoveryTokenFile = reader.read('ISSUER_TOKEN_FILE', z.string())
   const clockTolerance = reader.read('CLOCK_TOLERANCE', count, String(defaults.clockTolerance))
@@ -312,6 +336,7 @@ function readVerifier(reader: EnvReader): VerifierConfig | undefined {
     audience,
     allowedSubjects,
     discoveryUrl: discoveryUrl?.href,
+    jwksUrl: jwksUrl?.href,
     caFile,
     discoveryTokenFile,
     clockToleranceSec: clockTolerance!,
@@ -378,6 +403,7 @@ export const environmentVariables = {
     'TOKEN_HEADER',
     'KEEP_CLIENT_TOKEN',
     'UPSTREAM_TIMEOUT',
+    'UPSTREAM_CA_FILE',
     'SHUTDOWN_TIMEOUT',
     'LOG_LEVEL',
     'GCE_METADATA_HOST',
@@ -387,6 +413,7 @@ export const environmentVariables = {
     'JWT_AUDIENCE',
     'ALLOWED_SUBJECTS',
     'ISSUER_DISCOVERY_URL',
+    'ISSUER_JWKS_URL',
     'ISSUER_CA_FILE',
     'ISSUER_TOKEN_FILE',
     'CLOCK_TOLERANCE',
@@ -402,6 +429,7 @@ export const environmentVariables = {
     'JWT_AUDIENCE',
     'ALLOWED_SUBJECTS',
     'ISSUER_DISCOVERY_URL',
+    'ISSUER_JWKS_URL',
     'ISSUER_CA_FILE',
     'ISSUER_TOKEN_FILE',
     'CLOCK_TOLERANCE',

@@ -1,0 +1,54 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+
+/** RFC 9110 §7.6.1 hop-by-hop headers, plus the proxy ones clients still send. */
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  // Node answered the client's 100-continue itself; undici refuses to send the header upstream.
+  'expect',
+  'host',
+])
+
+export const via = '1.1 bearer-sidecar'
+
+/**
+ * Copies end-to-end headers: drops hop-by-hop ones and any the `Connection` header names, so a
+ * client cannot strip (or smuggle) headers the proxy adds. Lowercase names, as Node gives them.
+ */
+export function endToEndHeaders(headers: IncomingHttpHeaders, keep: ReadonlySet<string> = emptySet): Record<string, string | string[]> {
+  const named = new Set(
+    String(headers.connection ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((name) => name.trim()),
+  )
+  const result: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue
+    if ((hopByHop.has(name) || named.has(name)) && !keep.has(name)) continue
+    result[name] = value
+  }
+  return result
+}
+
+const emptySet: ReadonlySet<string> = new Set()
+
+/** `X-Forwarded-For` with the client's address appended, and `Via` naming this hop (RFC 9110 §7.6.3). */
+export function appendForwarding(headers: Record<string, string | string[]>, clientAddress: string | undefined): void {
+  const forwardedFor = headers['x-forwarded-for']
+  if (clientAddress) headers['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${clientAddress}` : clientAddress
+  const previousVia = headers.via
+  headers.via = previousVia ? `${previousVia}, ${via}` : via
+}
+
+/** Response headers for the client: end-to-end ones only; Node frames the body itself. */
+export function responseHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
+  return endToEndHeaders(headers as IncomingHttpHeaders)
+}

@@ -1,0 +1,129 @@
+import type { IncomingMessage } from 'node:http'
+import type { EgressConfig, RouteConfig } from '../config'
+import { BadRequestError } from '../errors'
+
+/** Where one request goes, and with which token. Decided from the request target alone. */
+export interface Destination {
+  /** Metrics and log label: the matched route's host pattern, or `passthrough`. */
+  readonly label: string
+  /** Scheme, host and port of the upstream. */
+  readonly origin: string
+  /** Path and query sent upstream (the route's base path kept). */
+  readonly path: string
+  /** `Host` header sent upstream. */
+  readonly host: string
+  /** The token source key (file path or audience); absent: forwarded with no token. */
+  readonly tokenKey?: string
+}
+
+interface Authority {
+  /** Lowercase, no trailing dot. */
+  hostname: string
+  port: number
+}
+
+interface CompiledRoute {
+  config: RouteConfig
+  /** Exact host, or the suffix (with its leading dot) of a wildcard. */
+  host: string
+  wildcard: boolean
+  port: number
+  upstream: URL | { protocol: 'http:' | 'https:'; port: string }
+}
+
+export interface Router {
+  resolve(req: IncomingMessage): Destination
+  /** Token keys known before any request: every route whose key does not depend on the requested host. */
+  readonly preparedKeys: string[]
+}
+
+/**
+ * The one place that decides where a request and a token go.
+ *
+ * Origin-form (`GET /path`) always goes to TARGET_URL. Absolute-form (`GET http://host/path`, a
+ * client using us as HTTP_PROXY) goes by the URL's authority: a matching route sends it to its
+ * upstream with the route's token, anything else is forwarded as addressed with no token. The Host
+ * header, userinfo and X-Forwarded-* never enter the decision.
+ */
+export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUrl' | 'routes'>): Router {
+  const routes = config.routes.map(compile)
+  const targetRoute = config.targetUrl ? routes[0] : undefined
+
+  /** The key when it does not depend on the requested host: a file, an explicit audience, a fixed upstream's origin. */
+  const knownKey = (route: CompiledRoute): string | undefined => {
+    if (config.clientMode === 'kubernetes') return route.config.tokenFile
+    return route.config.audience ?? (route.upstream instanceof URL ? route.upstream.origin : undefined)
+  }
+
+  const toDestination = (route: CompiledRoute, requested: Authority, pathAndQuery: string): Destination => {
+    const upstream =
+      route.upstream instanceof URL
+        ? route.upstream
+        : new URL(`${route.upstream.protocol}//${requested.hostname}${route.upstream.port ? `:${route.upstream.port}` : ''}`)
+    const basePath = upstream.pathname === '/' ? '' : upstream.pathname.replace(/\/$/, '')
+    return {
+      label: route.config.host,
+      origin: upstream.origin,
+      path: basePath + pathAndQuery,
+      host: upstream.host,
+      tokenKey: knownKey(route) ?? upstream.origin,
+    }
+  }
+
+  const preparedKeys = [...new Set(routes.map(knownKey).filter((key) => key !== undefined))]
+
+  return {
+    preparedKeys,
+    resolve(req) {
+      const target = req.url ?? ''
+      if (target.startsWith('/')) {
+        if (!targetRoute) throw new BadRequestError('no TARGET_URL is configured: send absolute-form requests (use this proxy as HTTP_PROXY)')
+        return toDestination(targetRoute, { hostname: '', port: 0 }, target)
+      }
+      const url = parseAbsoluteTarget(target)
+      const requested = { hostname: normalizeHostname(url.hostname), port: url.port ? Number(url.port) : 80 }
+      const pathAndQuery = url.pathname + url.search
+      const route = routes.find((candidate) => matches(candidate, requested))
+      if (route) return toDestination(route, requested, pathAndQuery)
+      return { label: 'passthrough', origin: url.origin, path: pathAndQuery, host: url.host }
+    },
+  }
+}
+
+function parseAbsoluteTarget(target: string): URL {
+  if (!/^http:\/\//i.test(target)) {
+    throw new BadRequestError('request target must be a path (reverse proxy) or an http:// URL (HTTP_PROXY); use CONNECT for https://')
+  }
+  let url: URL
+  try {
+    url = new URL(target)
+  } catch {
+    throw new BadRequestError('request target is not a valid URL')
+  }
+  if (url.username || url.password) throw new BadRequestError('request URL must not carry userinfo')
+  if (url.hash) throw new BadRequestError('request URL must not carry a fragment')
+  return url
+}
+
+function normalizeHostname(hostname: string): string {
+  return hostname.toLowerCase().replace(/\.$/, '')
+}
+
+function compile(config: RouteConfig): CompiledRoute {
+  const [, name, port] = /^(.*?)(?::(\d+))?$/.exec(config.host) as RegExpExecArray
+  const wildcard = name.startsWith('*.')
+  const template = /^(https?:)\/\/\*(?::(\d+))?$/.exec(config.upstream)
+  return {
+    config,
+    host: wildcard ? name.slice(1) : name,
+    wildcard,
+    port: port ? Number(port) : 80,
+    upstream: template ? { protocol: template[1] as 'http:' | 'https:', port: template[2] ?? '' } : new URL(config.upstream),
+  }
+}
+
+function matches(route: CompiledRoute, requested: Authority): boolean {
+  if (route.port !== requested.port) return false
+  if (!route.wildcard) return requested.hostname === route.host
+  return requested.hostname.endsWith(route.host) && requested.hostname.length > route.host.length
+}

@@ -1,0 +1,40 @@
+import { createAdminServer } from '../admin/admin-server'
+import { createMetrics, registerTokenGauges } from '../admin/metrics'
+import type { EgressConfig } from '../config'
+import { type Service, closeGracefully, formatAddress, listen } from '../lifecycle'
+import type { Logger } from '../log'
+import { createFileTokenSource } from '../tokens/file-source'
+import { createGoogleTokenSource } from '../tokens/google-source'
+import type { TokenSource } from '../tokens/token-source'
+import { createEgressServer } from './server'
+
+/** `bearer-sidecar egress`: the proxy on LISTEN_ADDR, health and metrics on ADMIN_ADDR. */
+export async function runEgress(config: EgressConfig, logger: Logger): Promise<Service> {
+  const metrics = createMetrics()
+  const tokenSource: TokenSource =
+    config.clientMode === 'google' ? createGoogleTokenSource({ logger, metrics }) : createFileTokenSource({ logger, metrics })
+  registerTokenGauges(metrics, tokenSource)
+  const egress = createEgressServer(config, { tokenSource, logger, metrics })
+  const admin = createAdminServer({
+    metrics,
+    readiness: () => {
+      const waiting = tokenSource.status().filter((status) => !status.ready)
+      return { ready: waiting.length === 0, reasons: waiting.map((status) => `${status.key}: ${status.reason ?? 'no valid token'}`) }
+    },
+  })
+  const [proxyAddress, adminAddress] = await Promise.all([listen(egress.server, config.listen), listen(admin, config.admin)])
+  const destinations = config.routes.map((route) => `${route.host} -> ${route.upstream}`).join(', ')
+  const tokens = config.clientMode === 'google' ? 'google ID tokens from the metadata server' : `token: ${config.tokenFile}`
+  logger.info(
+    { listen: formatAddress(proxyAddress), admin: formatAddress(adminAddress) },
+    `egress ${formatAddress(proxyAddress)} -> ${config.targetUrl?.href ?? 'forward proxy only'} [${destinations}] (${tokens}); admin ${formatAddress(adminAddress)}`,
+  )
+  return {
+    async close() {
+      logger.info('egress stopping: draining in-flight requests')
+      await closeGracefully(egress.server, config.shutdownTimeoutMs)
+      await Promise.all([egress.closeUpstreams(), closeGracefully(admin, 1_000), tokenSource.close()])
+      logger.info('egress stopped')
+    },
+  }
+}

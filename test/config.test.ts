@@ -1,0 +1,79 @@
+import { defaults, loadAuthServerConfig, loadClientConfig, loadEgressConfig, loadIngressConfig } from '../src/config'
+import { withRoutesFile } from './helpers/routes-file'
+
+describe('egress configuration', () => {
+  test('defaults: loopback listener, kubernetes mode, the projected token path', () => {
+    const config = loadEgressConfig({ TARGET_URL: 'http://auth-server:8080' })
+    expect(config.listen).toEqual({ host: '127.0.0.1', port: 15080 })
+    expect(config.admin).toEqual({ host: '0.0.0.0', port: 15081 })
+    expect(config.clientMode).toBe('kubernetes')
+    expect(config.tokenHeader).toBe('Authorization')
+    expect(config.upstreamTimeoutMs).toBe(defaults.upstreamTimeout * 1000)
+    expect(config.routes).toEqual([{ host: 'auth-server:8080', upstream: 'http://auth-server:8080', audience: undefined, tokenFile: defaults.tokenFile }])
+  })
+
+  test('TARGET_URL on the scheme default port makes a route for the bare host', () => {
+    expect(loadEgressConfig({ TARGET_URL: 'https://Svc-ABC.a.run.app.' }).routes[0].host).toBe('svc-abc.a.run.app')
+  })
+
+  const yamlRoutes = withRoutesFile(
+    'routes:\n  - host: "*.a.run.app"\n    upstream: https://*\n  - host: api.internal:8443\n    upstream: https://api.internal:8443\n    tokenFile: /t/api\n',
+    'routes.yaml',
+  )
+  test('a YAML routes file', () => {
+    expect(loadEgressConfig({ ROUTES_FILE: yamlRoutes.path }).routes).toEqual([
+      { host: '*.a.run.app', upstream: 'https://*', audience: undefined, tokenFile: defaults.tokenFile },
+      { host: 'api.internal:8443', upstream: 'https://api.internal:8443', audience: undefined, tokenFile: '/t/api' },
+    ])
+  })
+
+  const badRoutes = withRoutesFile({ routes: [{ host: 'ok.example' }, { host: 'x.example', upstream: 'ftp://x' }] })
+  const unknownField = withRoutesFile({ routes: [{ host: 'ok.example', tokenfile: '/typo' }] })
+  const notYaml = withRoutesFile('routes: [unclosed', 'broken.yaml')
+  test.each([
+    [{}, /TARGET_URL or ROUTES_FILE is required/],
+    [{ TARGET_URL: 'not a url' }, /^invalid configuration: TARGET_URL="not a url": not a URL/],
+    [{ TARGET_URL: 'http://u:p@host' }, /TARGET_URL=.*must not carry credentials/],
+    [{ TARGET_URL: 'http://h', LISTEN_ADDR: '15080' }, /LISTEN_ADDR="15080": must be host:port/],
+    [{ TARGET_URL: 'http://h', LISTEN_ADDR: '127.0.0.1:99999' }, /LISTEN_ADDR/],
+    [{ TARGET_URL: 'http://h', CLIENT_MODE: 'gke' }, /CLIENT_MODE="gke": must be kubernetes or google/],
+    [{ TARGET_URL: 'http://h', UPSTREAM_TIMEOUT: 'abc' }, /UPSTREAM_TIMEOUT="abc": must be a/],
+    [{ TARGET_URL: 'http://h', UPSTREAM_TIMEOUT: '-1' }, /UPSTREAM_TIMEOUT="-1": must be a positive/],
+    [{ TARGET_URL: 'http://h', TOKEN_HEADER: 'Bad Header' }, /TOKEN_HEADER/],
+    [{ TARGET_URL: 'http://h', UPSTREAM_CA_FILE: '/nonexistent.pem' }, /UPSTREAM_CA_FILE=.*cannot be read \(ENOENT\)/],
+    [{ AUDIENCE: 'x', ROUTES_FILE: yamlRoutes.path }, /AUDIENCE needs TARGET_URL/],
+    [{ ROUTES_FILE: '/nonexistent.yaml' }, /ROUTES_FILE="\/nonexistent.yaml": ENOENT/],
+    [{ ROUTES_FILE: badRoutes.path }, /ROUTES_FILE=.*routes.1 \(x.example\) upstream must be an http/],
+    [{ ROUTES_FILE: unknownField.path }, /ROUTES_FILE=.*routes.0/],
+    [{ ROUTES_FILE: notYaml.path }, /ROUTES_FILE=/],
+  ])('%j fails naming the variable', (env, message) => {
+    expect(() => loadEgressConfig(env)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', message: expect.stringMatching(message) }))
+  })
+
+  test('every problem is reported at once, on one line', () => {
+    expect(() => loadEgressConfig({ TARGET_URL: 'x', LOG_LEVEL: 'loud' })).toThrow(/TARGET_URL=.*; LOG_LEVEL="loud"/)
+  })
+})
+
+describe('verifier, ingress and client configuration', () => {
+  test('auth-server requires ID_ISSUER and JWT_AUDIENCE', () => {
+    expect(() => loadAuthServerConfig({})).toThrow(/ID_ISSUER is required; JWT_AUDIENCE is required/)
+  })
+
+  test('auth-server reads issuers and subjects as lists, PORT as the listener', () => {
+    const config = loadAuthServerConfig({ ID_ISSUER: 'https://a, https://accounts.google.com', JWT_AUDIENCE: 'aud', ALLOWED_SUBJECTS: 'x, system:serviceaccount:ns:*', PORT: '9090' })
+    expect(config.verifier.issuers).toEqual(['https://a', 'https://accounts.google.com'])
+    expect(config.verifier.allowedSubjects).toEqual(['x', 'system:serviceaccount:ns:*'])
+    expect(config.listen).toEqual({ host: '0.0.0.0', port: 9090 })
+  })
+
+  test('ingress requires UPSTREAM_URL and listens on PORT by default', () => {
+    expect(() => loadIngressConfig({ ID_ISSUER: 'https://a', JWT_AUDIENCE: 'x' })).toThrow(/UPSTREAM_URL is required/)
+    expect(loadIngressConfig({ ID_ISSUER: 'https://a', JWT_AUDIENCE: 'x', UPSTREAM_URL: 'http://127.0.0.1:3000', PORT: '8081' }).listen).toEqual({ host: '0.0.0.0', port: 8081 })
+  })
+
+  test('client: INTERVAL in seconds, must be positive', () => {
+    expect(loadClientConfig({ TARGET_URL: 'http://x', INTERVAL: '0.5' }).intervalMs).toBe(500)
+    expect(() => loadClientConfig({ TARGET_URL: 'http://x', INTERVAL: '0' })).toThrow(/INTERVAL="0"/)
+  })
+})
