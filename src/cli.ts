@@ -29,7 +29,7 @@ const commands: Record<string, Command> = {
   SHUTDOWN_TIMEOUT   seconds SIGTERM waits for in-flight requests   (default 15)
   LOG_LEVEL     trace|debug|info|warn|error              (default info)`,
     async start(env) {
-      const { runEgress } = await import('./egress/run')
+      const { runEgress } = await import('./egress/run.js')
       const config = loadEgressConfig(env)
       return runEgress(config, createLogger({ level: config.logLevel }))
     },
@@ -49,7 +49,7 @@ const commands: Record<string, Command> = {
   ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15081)
   LOG_LEVEL         (default info)`,
     async start(env) {
-      const { runAuthServer } = await import('./verify/auth-server')
+      const { runAuthServer } = await import('./verify/auth-server.js')
       const config = loadAuthServerConfig(env)
       return runAuthServer(config, createLogger({ level: config.logLevel }))
     },
@@ -62,7 +62,7 @@ const commands: Record<string, Command> = {
   ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15082)
   UPSTREAM_TIMEOUT  seconds to wait for response headers (default 30)`,
     async start(env) {
-      const { runIngress } = await import('./ingress/run')
+      const { runIngress } = await import('./ingress/run.js')
       const config = loadIngressConfig(env)
       return runIngress(config, createLogger({ level: config.logLevel }))
     },
@@ -73,7 +73,7 @@ const commands: Record<string, Command> = {
   INTERVAL    seconds between requests                 (default 2)
   HTTP_PROXY / http_proxy, NO_PROXY / no_proxy are honoured`,
     async start(env) {
-      const { runClient } = await import('./demo/client')
+      const { runClient } = await import('./demo/client.js')
       const config = loadClientConfig(env)
       return runClient(config, createLogger({ level: config.logLevel }))
     },
@@ -84,7 +84,7 @@ const commands: Record<string, Command> = {
   --mode kubernetes|google   token from a rotated projected file (default) or a local metadata server`,
     async start(env, args) {
       const { values } = parseArgs({ args, options: { duration: { type: 'string' }, mode: { type: 'string' } } })
-      const { runDemo, parseDemoOptions } = await import('./demo/run')
+      const { runDemo, parseDemoOptions } = await import('./demo/run.js')
       return runDemo(parseDemoOptions(values), env)
     },
   },

@@ -77,7 +77,8 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
     resolve(req) {
       const target = req.url ?? ''
       if (target.startsWith('/')) {
-        if (!targetRoute) throw new BadRequestError('no TARGET_URL is configured: send absolute-form requests (use this proxy as HTTP_PROXY)')
+        if (!targetRoute)
+          throw new BadRequestError('no TARGET_URL is configured: send absolute-form requests (use this proxy as HTTP_PROXY)')
         return toDestination(targetRoute, { hostname: '', port: 0 }, target)
       }
       const url = parseAbsoluteTarget(target)

@@ -1,10 +1,9 @@
 import { createAdminServer } from '../admin/admin-server'
 import { createMetrics, registerTokenGauges } from '../admin/metrics'
 import type { EgressConfig } from '../config'
-import { type Service, closeGracefully, formatAddress, listen } from '../lifecycle'
+import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
 import type { Logger } from '../log'
 import { createFileTokenSource } from '../tokens/file-source'
-import { createGoogleTokenSource } from '../tokens/google-source'
 import type { TokenSource } from '../tokens/token-source'
 import { createEgressServer } from './server'
 
@@ -12,7 +11,10 @@ import { createEgressServer } from './server'
 export async function runEgress(config: EgressConfig, logger: Logger): Promise<Service> {
   const metrics = createMetrics()
   const tokenSource: TokenSource =
-    config.clientMode === 'google' ? createGoogleTokenSource({ logger, metrics }) : createFileTokenSource({ logger, metrics })
+    config.clientMode === 'google'
+      ? // Loaded only in google mode: google-auth-library is most of the start-up time otherwise.
+        (await import('../tokens/google-source.js')).createGoogleTokenSource({ logger, metrics })
+      : createFileTokenSource({ logger, metrics })
   registerTokenGauges(metrics, tokenSource)
   const egress = createEgressServer(config, { tokenSource, logger, metrics })
   const admin = createAdminServer({

@@ -1,4 +1,4 @@
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Metrics } from '../admin/metrics'
 import type { EgressConfig } from '../config'
@@ -6,11 +6,11 @@ import { SidecarError, UpstreamUnreachableError } from '../errors'
 import type { Logger } from '../log'
 import type { TokenSource } from '../tokens/token-source'
 import { createClientErrorHandler } from './client-error'
-import { type Forwarder, createForwarder } from './forward'
+import { createForwarder, type Forwarder } from './forward'
 import { appendForwarding, endToEndHeaders } from './headers'
 import { writeRawError } from './raw-response'
 import { respondWithError } from './respond'
-import { type Destination, type Router, createRouter } from './route'
+import { createRouter, type Destination, type Router } from './route'
 import { createTokenHeaderSetter } from './token-header'
 import { createTunnelHandler } from './tunnel'
 import { relayUpgrade } from './upgrade'
@@ -40,7 +40,11 @@ const keepUpgradeHeaders: ReadonlySet<string> = new Set(['upgrade'])
 export function createEgressServer(config: EgressConfig, options: EgressServerOptions): EgressServer {
   const { logger, metrics } = options
   const router = createRouter(config)
-  const setToken = createTokenHeaderSetter({ tokenSource: options.tokenSource, tokenHeader: config.tokenHeader, keepClientToken: config.keepClientToken })
+  const setToken = createTokenHeaderSetter({
+    tokenSource: options.tokenSource,
+    tokenHeader: config.tokenHeader,
+    keepClientToken: config.keepClientToken,
+  })
   const forwarder: Forwarder = createForwarder({ upstreamTimeoutMs: config.upstreamTimeoutMs, extraCa: config.upstreamCa })
   for (const key of router.preparedKeys) options.tokenSource.prepare(key)
 
@@ -68,12 +72,18 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
       await forwarder.forward(req, res, { origin: destination.origin, path: destination.path, headers: prepared.headers }, () => end())
     } catch (error) {
       const answer = error instanceof SidecarError ? error : new UpstreamUnreachableError('proxy error', { cause: error })
-      logger.warn({ route: label, method: req.method, code: answer.code, reason: answer.message, tokenFingerprint }, 'request not forwarded')
+      logger.warn(
+        { route: label, method: req.method, code: answer.code, reason: answer.message, tokenFingerprint },
+        'request not forwarded',
+      )
       respondWithError(res, answer)
     } finally {
       count(label, res.statusCode)
       if (logger.isLevelEnabled('debug')) {
-        logger.debug({ route: label, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started), tokenFingerprint }, 'request')
+        logger.debug(
+          { route: label, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started), tokenFingerprint },
+          'request',
+        )
       }
     }
   }
@@ -85,10 +95,16 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
       const destination = router.resolve(req)
       label = destination.label
       const { headers, tokenFingerprint } = await upstreamHeaders(req, destination, keepUpgradeHeaders)
-      const status = await relayUpgrade(req, socket, head, { origin: destination.origin, path: destination.path, headers }, {
-        upstreamTimeoutMs: config.upstreamTimeoutMs,
-        extraCa: config.upstreamCa,
-      })
+      const status = await relayUpgrade(
+        req,
+        socket,
+        head,
+        { origin: destination.origin, path: destination.path, headers },
+        {
+          upstreamTimeoutMs: config.upstreamTimeoutMs,
+          extraCa: config.upstreamCa,
+        },
+      )
       logger.debug({ route: label, status, tokenFingerprint }, 'upgrade')
       count(label, status)
     } catch (error) {
@@ -117,7 +133,10 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
       onDone: (status) => count('connect', status),
     }),
   )
-  server.on('clientError', createClientErrorHandler(logger, (status) => count('none', status)))
+  server.on(
+    'clientError',
+    createClientErrorHandler(logger, (status) => count('none', status)),
+  )
 
   return { server, router, closeUpstreams: () => forwarder.close() }
 }

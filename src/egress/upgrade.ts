@@ -1,10 +1,10 @@
-import { type IncomingMessage, request as httpRequest } from 'node:http'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
-import { rootCertificates } from 'node:tls'
 import type { Duplex } from 'node:stream'
+import { rootCertificates } from 'node:tls'
+import type { SidecarError } from '../errors'
 import { rawHead } from './raw-response'
 import { toUpstreamError } from './upstream-error'
-import type { SidecarError } from '../errors'
 
 export interface UpgradeTarget {
   origin: string
@@ -22,7 +22,13 @@ export interface UpgradeRelayOptions {
  * the two sockets. Resolves with the upstream's status (101 on success); rejects with a
  * SidecarError when the upstream cannot be reached, before anything was written to the client.
  */
-export function relayUpgrade(req: IncomingMessage, client: Duplex, head: Buffer, target: UpgradeTarget, options: UpgradeRelayOptions): Promise<number> {
+export function relayUpgrade(
+  req: IncomingMessage,
+  client: Duplex,
+  head: Buffer,
+  target: UpgradeTarget,
+  options: UpgradeRelayOptions,
+): Promise<number> {
   return new Promise((resolve, reject) => {
     const url = new URL(target.path, target.origin)
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest
@@ -51,7 +57,9 @@ export function relayUpgrade(req: IncomingMessage, client: Duplex, head: Buffer,
     // The upstream declined the upgrade: relay its answer as a plain response and close.
     upstream.once('response', (response) => {
       upstream.off('error', fail)
-      client.write(rawHead(response.statusCode ?? 502, response.statusMessage, withoutFraming(response.rawHeaders).concat('connection', 'close')))
+      client.write(
+        rawHead(response.statusCode ?? 502, response.statusMessage, withoutFraming(response.rawHeaders).concat('connection', 'close')),
+      )
       response.pipe(client)
       resolve(response.statusCode ?? 502)
     })

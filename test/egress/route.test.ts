@@ -40,12 +40,23 @@ describe('router', () => {
 
   test('a wildcard route sends the requested host over its upstream scheme', () => {
     const destination = router().resolve(request('http://hello-abc-uc.a.run.app/x'))
-    expect(destination).toMatchObject({ origin: 'https://hello-abc-uc.a.run.app', host: 'hello-abc-uc.a.run.app', tokenKey: '/tokens/main' })
+    expect(destination).toMatchObject({
+      origin: 'https://hello-abc-uc.a.run.app',
+      host: 'hello-abc-uc.a.run.app',
+      tokenKey: '/tokens/main',
+    })
     expect(router().resolve(request('http://a.run.app/x')).tokenKey).toBeUndefined()
   })
 
   test('in google mode the key is the audience: explicit, else the upstream origin', () => {
-    const google = createRouter(loadEgressConfig({ CLIENT_MODE: 'google', TARGET_URL: 'https://svc-abc.a.run.app', AUDIENCE: 'custom-aud', ROUTES_FILE: routes.path }))
+    const google = createRouter(
+      loadEgressConfig({
+        CLIENT_MODE: 'google',
+        TARGET_URL: 'https://svc-abc.a.run.app',
+        AUDIENCE: 'custom-aud',
+        ROUTES_FILE: routes.path,
+      }),
+    )
     expect(google.resolve(request('/')).tokenKey).toBe('custom-aud')
     expect(google.resolve(request('http://api.example.com/')).tokenKey).toBe('https://api.example.com')
     expect(google.resolve(request('http://x.a.run.app/')).tokenKey).toBe('https://x.a.run.app')
@@ -83,6 +94,8 @@ describe('router', () => {
 
   test('origin-form with no TARGET_URL is refused with a reason', () => {
     const forwardOnly = createRouter(loadEgressConfig({ ROUTES_FILE: routes.path }))
-    expect(() => forwardOnly.resolve(request('/'))).toThrow(expect.objectContaining({ code: 'ERR_BAD_REQUEST', message: expect.stringContaining('TARGET_URL') }))
+    expect(() => forwardOnly.resolve(request('/'))).toThrow(
+      expect.objectContaining({ code: 'ERR_BAD_REQUEST', message: expect.stringContaining('TARGET_URL') }),
+    )
   })
 })
