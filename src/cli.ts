@@ -40,6 +40,7 @@ const commands: Record<string, Command> = {
   JWT_AUDIENCE      the aud a token must carry (required)
   ALLOWED_SUBJECTS  exact sub, system:serviceaccount:NS:*, or Google SA email (default any)
   ISSUER_DISCOVERY_URL  fetch discovery here instead of <issuer>/.well-known/openid-configuration
+  ISSUER_JWKS_URL   fetch keys here and skip discovery (one issuer only)
   ISSUER_CA_FILE    PEM CA bundle for discovery and key fetches
   ISSUER_TOKEN_FILE bearer token file sent on discovery and key fetches
   CLOCK_TOLERANCE   seconds of clock skew allowed        (default 30)

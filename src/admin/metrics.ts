@@ -94,3 +94,17 @@ export function registerTokenGauges(metrics: Metrics, source: TokenSource): void
     },
   })
 }
+
+/** Seconds since each issuer's key set was fetched: a rising value means refreshes are failing and old keys are serving. */
+export function registerKeySetGauge(metrics: Metrics, status: () => Array<{ issuer: string; keysFetchedAt?: number }>): void {
+  new Gauge({
+    name: 'bearer_sidecar_key_set_age_seconds',
+    help: 'Seconds since the held key set of each trusted issuer was fetched (absent before the first fetch)',
+    labelNames: ['issuer'] as const,
+    registers: [metrics.registry],
+    collect() {
+      this.reset()
+      for (const s of status()) if (s.keysFetchedAt !== undefined) this.set({ issuer: s.issuer }, (Date.now() - s.keysFetchedAt) / 1000)
+    },
+  })
+}
