@@ -1,0 +1,33 @@
+import { createAdminServer } from '../admin/admin-server'
+import { createMetrics, registerKeySetGauge } from '../admin/metrics'
+import type { IngressConfig } from '../config'
+import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
+import type { Logger } from '../log'
+import { createVerifier } from '../verify/verifier'
+import { createIngressServer } from './server'
+
+/** `bearer-sidecar ingress`: the verifying proxy on LISTEN_ADDR in front of UPSTREAM_URL. */
+export async function runIngress(config: IngressConfig, logger: Logger): Promise<Service> {
+  const metrics = createMetrics()
+  const verifier = createVerifier(config.verifier, { logger, metrics })
+  registerKeySetGauge(metrics, () => verifier.status())
+  const ingress = createIngressServer(config, { verifier, logger, metrics })
+  const admin = createAdminServer({
+    metrics,
+    readiness() {
+      const waiting = verifier.status().filter((status) => !status.ready)
+      return { ready: waiting.length === 0, reasons: waiting.map((status) => `${status.issuer}: ${status.reason}`) }
+    },
+  })
+  const [address, adminAddress] = await Promise.all([listen(ingress.server, config.listen), listen(admin, config.admin)])
+  logger.info(
+    `ingress ${formatAddress(address)} -> ${config.upstreamUrl.href} (issuers: ${config.verifier.issuers.join(',')}; audience: ${config.verifier.audience}), admin ${formatAddress(adminAddress)}`,
+  )
+  void verifier.prefetch()
+  return {
+    async close() {
+      await closeGracefully(ingress.server, config.shutdownTimeoutMs)
+      await Promise.all([ingress.closeUpstreams(), closeGracefully(admin, 1_000)])
+    },
+  }
+}
