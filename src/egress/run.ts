@@ -20,7 +20,9 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
   const admin = createAdminServer({
     metrics,
     readiness: () => {
-      const waiting = tokenSource.status().filter((status) => !status.ready)
+      // Only tokens known before any request count: a wildcard route's per-host audience must not unready the pod.
+      const known = new Set(egress.router.preparedKeys)
+      const waiting = tokenSource.status().filter((status) => known.has(status.key) && !status.ready)
       return { ready: waiting.length === 0, reasons: waiting.map((status) => `${status.key}: ${status.reason ?? 'no valid token'}`) }
     },
   })
