@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { rootCertificates } from 'node:tls'
-import { Agent } from 'undici'
+import { Agent, type Dispatcher } from 'undici'
 import { responseHeaders } from './headers'
 import { toUpstreamError } from './upstream-error'
 
@@ -20,15 +20,19 @@ export interface UpstreamRequest {
 export interface Forwarder {
   /**
    * Streams `req` to the upstream and the answer back into `res`, with backpressure both ways.
-   * Resolves once the response is complete; rejects with a SidecarError (502/504) if the upstream
-   * could not be reached before the response started. A client that goes away aborts the upstream
-   * request. `onResponse` runs when the upstream's status line arrives.
+   * Resolves once the response is complete, or once the client has gone (the upstream request is
+   * then aborted); rejects with a SidecarError (502/504) when the upstream failed.
+   * `onResponse` runs when the upstream's status line arrives.
    */
   forward(req: IncomingMessage, res: ServerResponse, upstream: UpstreamRequest, onResponse?: (statusCode: number) => void): Promise<void>
   close(): Promise<void>
 }
 
-/** The forwarding engine: undici keep-alive pools per upstream origin (chosen by bench/engines.ts, see README). */
+/**
+ * The forwarding engine: undici keep-alive pools per upstream origin, driven through `dispatch`
+ * with a handler that writes straight into the client's response (chosen by bench/engines.ts:
+ * the fewest allocations per request; see the README's design notes).
+ */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const agent = new Agent({
     connect: {
@@ -41,38 +45,81 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   })
 
   return {
-    async forward(req, res, upstream, onResponse) {
-      const abort = new AbortController()
-      const onClose = () => {
-        if (!res.writableFinished) abort.abort()
-      }
-      res.once('close', onClose)
-      try {
-        await agent.stream(
+    forward(req, res, upstream, onResponse) {
+      return new Promise<void>((resolve, reject) => {
+        const handler = new ResponseWriter(res, onResponse, (error) => {
+          if (error === undefined || handler.clientGone) resolve()
+          else reject(toUpstreamError(error, upstream.origin))
+        })
+        agent.dispatch(
           {
             origin: upstream.origin,
             path: upstream.path,
-            method: req.method as 'GET',
+            method: req.method as Dispatcher.HttpMethod,
             headers: upstream.headers,
             body: hasBody(req) ? req : null,
-            signal: abort.signal,
           },
-          ({ statusCode, headers }) => {
-            onResponse?.(statusCode)
-            res.writeHead(statusCode, responseHeaders(headers))
-            // A stream with no length (server-sent events) must show its headers before its first event.
-            if (headers['content-length'] === undefined) res.flushHeaders()
-            return res
-          },
+          handler,
         )
-      } catch (error) {
-        if (abort.signal.aborted) return
-        throw toUpstreamError(error, upstream.origin)
-      } finally {
-        res.off('close', onClose)
-      }
+      })
     },
     close: () => agent.close(),
+  }
+}
+
+/** Writes one upstream response into the client's `ServerResponse`, pausing the upstream while the client is slow. */
+class ResponseWriter implements Dispatcher.DispatchHandler {
+  clientGone = false
+  private controller?: Dispatcher.DispatchController
+  private readonly resumeUpstream = () => this.controller?.resume()
+  private readonly onClientClose = () => {
+    if (this.res.writableFinished) return
+    this.clientGone = true
+    this.controller?.abort(new Error('client went away'))
+  }
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly onResponse: ((statusCode: number) => void) | undefined,
+    private readonly settle: (error?: unknown) => void,
+  ) {
+    res.once('close', this.onClientClose)
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.clientGone) controller.abort(new Error('client went away'))
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
+    // 1xx interim answers (103 Early Hints) are not relayed: Node frames the final response itself.
+    if (statusCode < 200) return
+    this.onResponse?.(statusCode)
+    this.res.writeHead(statusCode, responseHeaders(headers))
+    // A stream with no length (server-sent events) must show its headers before its first event.
+    if (headers['content-length'] === undefined) this.res.flushHeaders()
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk)) {
+      controller.pause()
+      this.res.once('drain', this.resumeUpstream)
+    }
+  }
+
+  onResponseEnd(): void {
+    this.res.off('close', this.onClientClose)
+    this.res.end()
+    this.settle()
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.res.off('close', this.onClientClose)
+    this.settle(error)
   }
 }
 

@@ -23,14 +23,17 @@ export const via = '1.1 bearer-sidecar'
  * client cannot strip (or smuggle) headers the proxy adds. Lowercase names, as Node gives them.
  */
 export function endToEndHeaders(headers: IncomingHttpHeaders, keep: ReadonlySet<string> = emptySet): Record<string, string | string[]> {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((name) => name.trim()),
-  )
+  const named = headers.connection
+    ? new Set(
+        headers.connection
+          .toLowerCase()
+          .split(',')
+          .map((name) => name.trim()),
+      )
+    : emptySet
   const result: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name]
     if (value === undefined) continue
     if ((hopByHop.has(name) || named.has(name)) && !keep.has(name)) continue
     result[name] = value

@@ -9,6 +9,7 @@ import { createClientErrorHandler } from './client-error'
 import { createForwarder, type Forwarder } from './forward'
 import { appendForwarding, endToEndHeaders } from './headers'
 import { writeRawError } from './raw-response'
+import { createRequestMetrics } from './request-metrics'
 import { respondWithError } from './respond'
 import { createRouter, type Destination, type Router } from './route'
 import { createTokenHeaderSetter } from './token-header'
@@ -48,7 +49,8 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
   const forwarder: Forwarder = createForwarder({ upstreamTimeoutMs: config.upstreamTimeoutMs, extraCa: config.upstreamCa })
   for (const key of router.preparedKeys) options.tokenSource.prepare(key)
 
-  const count = (label: string, status: number) => metrics.egressRequests.inc({ route: label, status })
+  const requestMetrics = createRequestMetrics(metrics)
+  const count = requestMetrics.count
 
   /** Headers for the upstream: end-to-end ones, Host for the upstream, forwarding trail, the token. */
   const upstreamHeaders = async (req: IncomingMessage, destination: Destination, keep?: ReadonlySet<string>) => {
@@ -68,8 +70,10 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
       label = destination.label
       const prepared = await upstreamHeaders(req, destination)
       tokenFingerprint = prepared.tokenFingerprint
-      const end = metrics.upstreamDuration.startTimer({ route: label })
-      await forwarder.forward(req, res, { origin: destination.origin, path: destination.path, headers: prepared.headers }, () => end())
+      const forwardedAt = performance.now()
+      await forwarder.forward(req, res, { origin: destination.origin, path: destination.path, headers: prepared.headers }, () =>
+        requestMetrics.observeUpstream(label, (performance.now() - forwardedAt) / 1000),
+      )
     } catch (error) {
       const answer = error instanceof SidecarError ? error : new UpstreamUnreachableError('proxy error', { cause: error })
       logger.warn(

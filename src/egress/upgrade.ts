@@ -30,9 +30,12 @@ export function relayUpgrade(
   options: UpgradeRelayOptions,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
-    const url = new URL(target.path, target.origin)
+    // The origin alone picks the host: the path is sent as it is, since resolving it against the
+    // origin would let a path like `//other-host/ws` (or an absolute URL) name another host.
+    const url = new URL(target.origin)
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest
     const upstream = send(url, {
+      path: target.path,
       method: req.method,
       headers: { ...target.headers, connection: 'Upgrade', upgrade: String(req.headers.upgrade) },
       timeout: options.upstreamTimeoutMs,

@@ -1,0 +1,40 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { freePort } from './free-port'
+import { startProcess } from './start-process'
+import type { Target } from './target'
+
+const cli = join(__dirname, '..', 'dist', 'cli.js')
+
+/**
+ * `bearer-sidecar egress` as users run it (`node dist/cli.js egress`, LOG_LEVEL at its default, info),
+ * with a token file present: as a reverse proxy for TARGET_URL (origin-form requests), or as HTTP_PROXY
+ * (absolute-form requests for TARGET_URL's host). Ready = GET /readyz 200 on ADMIN_ADDR.
+ */
+export function sidecarTarget(use: 'reverse' | 'forward'): Target {
+  return {
+    name: `sidecar-${use}`,
+    description:
+      use === 'reverse'
+        ? 'node dist/cli.js egress, TARGET_URL=upstream, origin-form requests to LISTEN_ADDR'
+        : 'node dist/cli.js egress as HTTP_PROXY: absolute-form requests for http://<upstream>/ (wrk Lua sets the request line)',
+    skip: existsSync(cli) ? undefined : 'dist/cli.js missing (npm run build)',
+    async start(context) {
+      const [port, adminPort] = [await freePort(), await freePort()]
+      const url = `http://127.0.0.1:${port}/`
+      const process = await startProcess({
+        command: globalThis.process.execPath,
+        args: [cli, 'egress'],
+        env: {
+          TARGET_URL: context.upstreamUrl,
+          TOKEN_FILE: context.tokenFile,
+          LISTEN_ADDR: `127.0.0.1:${port}`,
+          ADMIN_ADDR: `127.0.0.1:${adminPort}`,
+        },
+        readyUrl: `http://127.0.0.1:${adminPort}/readyz`,
+        logFile: join(context.tempDir, `sidecar-${use}-${port}.log`),
+      })
+      return { url, process, absoluteUrl: use === 'forward' ? `${context.upstreamUrl}/` : undefined }
+    },
+  }
+}
