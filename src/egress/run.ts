@@ -14,7 +14,7 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
     config.clientMode === 'google'
       ? // Loaded only in google mode: google-auth-library is most of the start-up time otherwise.
         (await import('../tokens/google-source.js')).createGoogleTokenSource({ logger, metrics })
-      : createFileTokenSource({ logger, metrics })
+      : createFileTokenSource({ logger, metrics, audiences: expectedAudiences(config) })
   registerTokenGauges(metrics, tokenSource)
   const egress = createEgressServer(config, { tokenSource, logger, metrics })
   const admin = createAdminServer({
@@ -41,4 +41,9 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
       logger.info('egress stopped')
     },
   }
+}
+
+/** kubernetes mode: the audience each token file should carry, where a route names one (a mismatch is logged, not refused). */
+function expectedAudiences(config: EgressConfig): Record<string, string> {
+  return Object.fromEntries(config.routes.filter((route) => route.audience).map((route) => [route.tokenFile, route.audience as string]))
 }
