@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
-import { type Env, type environmentVariables, loadAuthServerConfig, loadClientConfig, loadEgressConfig, loadIngressConfig } from './config'
+import { type Env, loadAuthServerConfig, loadClientConfig, loadEgressConfig, loadIngressConfig } from './config'
 import { ConfigError } from './errors'
 import type { Service } from './lifecycle'
 import { createLogger, type Logger } from './log'
@@ -26,8 +26,10 @@ const commands: Record<string, Command> = {
   TOKEN_HEADER  header carrying "Bearer <token>"         (default Authorization)
   KEEP_CLIENT_TOKEN  forward a client's own TOKEN_HEADER (default false: overwrite)
   UPSTREAM_TIMEOUT   seconds to wait for response headers, then 504 (default 30)
+  UPSTREAM_CA_FILE   PEM CAs trusted for HTTPS upstreams besides Node's store
   SHUTDOWN_TIMEOUT   seconds SIGTERM waits for in-flight requests   (default 15)
-  LOG_LEVEL     trace|debug|info|warn|error              (default info)`,
+  LOG_LEVEL     trace|debug|info|warn|error              (default info)
+  GCE_METADATA_HOST  google mode: metadata server host:port (default 169.254.169.254)`,
     async start(env) {
       const { runEgress } = await import('./egress/run.js')
       const config = loadEgressConfig(env)
@@ -48,6 +50,7 @@ const commands: Record<string, Command> = {
   VERIFY_CACHE_SIZE verified tokens remembered; 0 = off  (default 10000)
   PORT              listen port                          (default 8080)
   ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15081)
+  SHUTDOWN_TIMEOUT  seconds SIGTERM waits for in-flight requests (default 15)
   LOG_LEVEL         (default info)`,
     async start(env) {
       const { runAuthServer } = await import('./verify/auth-server.js')
@@ -57,11 +60,17 @@ const commands: Record<string, Command> = {
   },
   ingress: {
     summary: 'verifying reverse proxy: forwards only requests with a valid token to UPSTREAM_URL',
-    usage: `  The auth-server variables (ID_ISSUER, JWT_AUDIENCE, ALLOWED_SUBJECTS, ...), plus:
+    usage: `  ID_ISSUER, JWT_AUDIENCE, ALLOWED_SUBJECTS, ISSUER_DISCOVERY_URL, ISSUER_JWKS_URL, ISSUER_CA_FILE,
+  ISSUER_TOKEN_FILE, CLOCK_TOLERANCE, MAX_TOKEN_AGE, VERIFY_CACHE_SIZE: as for auth-server, plus
   UPSTREAM_URL      the app to protect (required)
-  LISTEN_ADDR       listener                             (default 0.0.0.0:$PORT, PORT default 8080)
+  PORT              listen port when LISTEN_ADDR is unset (default 8080)
+  LISTEN_ADDR       listener                             (default 0.0.0.0:$PORT)
   ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15082)
-  UPSTREAM_TIMEOUT  seconds to wait for response headers (default 30)`,
+  UPSTREAM_TIMEOUT  seconds to wait for response headers (default 30)
+  SHUTDOWN_TIMEOUT  seconds SIGTERM waits for in-flight requests (default 15)
+  LOG_LEVEL         (default info)
+  The app receives x-auth-subject, x-auth-issuer, x-auth-email, x-auth-namespace,
+  x-auth-service-account, x-auth-pod; never the token.`,
     async start(env) {
       const { runIngress } = await import('./ingress/run.js')
       const config = loadIngressConfig(env)
@@ -72,7 +81,8 @@ const commands: Record<string, Command> = {
     summary: 'demo loop: GET TARGET_URL every INTERVAL seconds through HTTP_PROXY, one line per answer',
     usage: `  TARGET_URL  what to call (required)
   INTERVAL    seconds between requests                 (default 2)
-  HTTP_PROXY / http_proxy, NO_PROXY / no_proxy are honoured`,
+  HTTP_PROXY / http_proxy, NO_PROXY / no_proxy are honoured
+  LOG_LEVEL   (default info)`,
     async start(env) {
       const { runClient } = await import('./demo/client.js')
       const config = loadClientConfig(env)
@@ -96,11 +106,11 @@ function usage(): string {
   return `Usage: bearer-sidecar <command> [--help]\n\nCommands:\n${lines.join('\n')}\n`
 }
 
-function commandHelp(name: keyof typeof environmentVariables | 'demo', command: Command): string {
+function commandHelp(name: string, command: Command): string {
   return `Usage: bearer-sidecar ${name}${name === 'demo' ? ' [--duration SECONDS] [--mode kubernetes|google]' : ''}\n\n${command.summary}\n\n${command.usage}\n`
 }
 
-async function main(argv: string[]): Promise<number | undefined> {
+async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage())
@@ -112,7 +122,7 @@ async function main(argv: string[]): Promise<number | undefined> {
     return 2
   }
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(commandHelp(name as keyof typeof environmentVariables, command))
+    process.stdout.write(commandHelp(name, command))
     return 0
   }
   const service = await command.start(process.env, args)
@@ -151,11 +161,9 @@ function fail(error: unknown, logger?: Logger): number {
   return 1
 }
 
+// Exit explicitly: a service has drained by now, and a keep-alive socket or watcher left open
+// somewhere must not hold the pod in Terminating.
 main(process.argv.slice(2)).then(
-  (code) => {
-    if (code !== undefined) process.exitCode = code
-  },
-  (error) => {
-    process.exitCode = fail(error)
-  },
+  (code) => process.exit(code ?? 0),
+  (error) => process.exit(fail(error)),
 )

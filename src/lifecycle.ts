@@ -23,16 +23,20 @@ export function formatAddress(address: AddressInfo): string {
 
 /**
  * Stops accepting, lets in-flight requests finish, then after `timeoutMs` cuts whatever is left.
- * Idle keep-alive connections close at once (Node does that on `close()`).
+ * Idle keep-alive connections close as soon as they are idle.
  */
 export async function closeGracefully(server: Server, timeoutMs: number): Promise<void> {
   if (!server.listening) return
   const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-  server.closeIdleConnections()
+  // A keep-alive connection whose request finishes during the drain turns idle afterwards; Node
+  // only closes the ones idle at close() time, and the client may keep the rest open for seconds.
+  const sweep = setInterval(() => server.closeIdleConnections(), 50)
   const timer = setTimeout(() => server.closeAllConnections(), timeoutMs)
+  server.closeIdleConnections()
   try {
     await closed
   } finally {
+    clearInterval(sweep)
     clearTimeout(timer)
   }
 }

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
 import { join } from 'node:path'
+import { environmentVariables } from '../src/config'
 
 const cli = join(__dirname, '..', 'dist', 'cli.js')
 
@@ -15,6 +16,11 @@ test.each(['egress', 'auth-server', 'ingress', 'client', 'demo'])('%s --help des
   const { code, stdout } = await runCli([command, '--help'])
   expect(code).toBe(0)
   expect(stdout).toContain(`bearer-sidecar ${command}`)
+})
+
+test.each(Object.entries(environmentVariables))('%s --help names every variable the command reads', async (command, variables) => {
+  const { stdout } = await runCli([command, '--help'])
+  for (const variable of variables) expect(stdout).toContain(variable)
 })
 
 test.each([

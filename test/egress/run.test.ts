@@ -1,0 +1,148 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { EventEmitter, once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { request } from 'undici'
+import { createAtomicWriter } from '../../src/demo/kubelet'
+import { listen } from '../../src/lifecycle'
+import { signToken } from '../helpers/sign-token'
+
+const cli = join(__dirname, '..', '..', 'dist', 'cli.js')
+
+let dir: string
+let upstream: Server
+let upstreamUrl: string
+/** Requests the upstream holds until the test lets them go. */
+const held: Array<{ req: IncomingMessage; res: ServerResponse }> = []
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'bearer-run-'))
+  await createAtomicWriter(join(dir, 'tokens')).write({ token: await signToken() })
+  upstream = createServer((req, res) => {
+    held.push({ req, res })
+    upstream.emit('held')
+  })
+  const { port } = await listen(upstream, { host: '127.0.0.1', port: 0 })
+  upstreamUrl = `http://127.0.0.1:${port}`
+})
+
+afterAll(async () => {
+  upstream.closeAllConnections()
+  await new Promise((resolve) => upstream.close(resolve))
+  rmSync(dir, { recursive: true, force: true })
+})
+
+interface RunningCli {
+  child: ChildProcess
+  proxy: string
+  admin: string
+  /** Resolves with the first log line (already written or still to come) that satisfies `match`. */
+  logged(match: (entry: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>
+}
+
+/** `node dist/cli.js egress` on free ports; resolves once its start-up line names them. */
+async function startCli(env: Record<string, string>): Promise<RunningCli> {
+  const child = spawn(process.execPath, [cli, 'egress'], {
+    env: { PATH: process.env.PATH, LISTEN_ADDR: '127.0.0.1:0', ADMIN_ADDR: '127.0.0.1:0', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const entries: Array<Record<string, unknown>> = []
+  const lines = new EventEmitter()
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const entry = JSON.parse(line)
+    entries.push(entry)
+    lines.emit('entry', entry)
+  })
+  const logged = (match: (entry: Record<string, unknown>) => boolean) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const seen = entries.find(match)
+      if (seen) return resolve(seen)
+      const onEntry = (entry: Record<string, unknown>) => {
+        if (!match(entry)) return
+        lines.off('entry', onEntry)
+        resolve(entry)
+      }
+      lines.on('entry', onEntry)
+      child.once('exit', () => reject(new Error('egress exited before logging the line awaited')))
+    })
+  const started = await logged((entry) => typeof entry.listen === 'string')
+  return { child, proxy: `http://${started.listen}`, admin: `http://${started.admin}`, logged }
+}
+
+/** Whether a connection to `port` is refused within `attempts` tries (each try a full connect round trip). */
+async function refusedWithin(port: number, attempts: number): Promise<boolean> {
+  for (let attempt = 0; attempt < attempts; attempt++) {
+    const refused = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(false)
+      })
+      socket.once('error', () => resolve(true))
+    })
+    if (refused) return true
+  }
+  return false
+}
+
+const text = async (url: string) => {
+  const response = await request(url)
+  return { status: response.statusCode, body: await response.body.text() }
+}
+
+test('admin: healthz, readyz while a token is held, metrics; SIGTERM drains in-flight requests and exits 0', async () => {
+  const { child, proxy, admin, logged } = await startCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'tokens', 'token') })
+  const exited = once(child, 'exit')
+  try {
+    expect(await text(`${admin}/healthz`)).toEqual({ status: 200, body: 'ok\n' })
+    await logged((entry) => entry.msg === 'token taken up')
+    expect((await text(`${admin}/readyz`)).status).toBe(200)
+
+    const inFlight = request(`${proxy}/slow`)
+    await once(upstream, 'held')
+    child.kill('SIGTERM')
+    // Stops accepting: once the listener has closed, a new connection is refused.
+    expect(await refusedWithin(Number(new URL(proxy).port), 200)).toBe(true)
+    held.shift()!.res.end('finished')
+    const response = await inFlight
+    expect(response.statusCode).toBe(200)
+    expect(await response.body.text()).toBe('finished')
+    const [code] = await exited
+    expect(code).toBe(0)
+  } finally {
+    child.kill('SIGKILL')
+  }
+})
+
+test('metrics name requests by route and status, and the token by its file', async () => {
+  const tokenFile = join(dir, 'tokens', 'token')
+  const { child, proxy, admin } = await startCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: tokenFile })
+  try {
+    const pending = request(`${proxy}/counted`)
+    await once(upstream, 'held')
+    held.shift()!.res.end('ok')
+    await (await pending).body.text()
+    const metrics = (await text(`${admin}/metrics`)).body
+    expect(metrics).toContain(`bearer_sidecar_egress_requests_total{route="127.0.0.1:${new URL(upstreamUrl).port}",status="200"} 1`)
+    expect(metrics).toMatch(new RegExp(`bearer_sidecar_token_seconds_to_expiry\\{key="${tokenFile}"\\} \\d+`))
+    expect(metrics).toContain(`bearer_sidecar_token_ready{key="${tokenFile}"} 1`)
+    expect(metrics).toContain('bearer_sidecar_egress_upstream_duration_seconds_bucket')
+  } finally {
+    child.kill('SIGKILL')
+  }
+})
+
+test('readyz is 503 with the reason while the token file is missing', async () => {
+  const { child, admin } = await startCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'absent', 'token') })
+  try {
+    const ready = await text(`${admin}/readyz`)
+    expect(ready.status).toBe(503)
+    expect(ready.body).toMatch(/absent\/token/)
+  } finally {
+    child.kill('SIGKILL')
+  }
+})
