@@ -63,7 +63,8 @@ export interface EgressConfig {
   routes: RouteConfig[]
   listen: Address
   admin: Address
-  tokenHeader: string
+  /** Headers that each carry `Bearer <token>`: usually one; Cloud Run behind its invoker check wants two. */
+  tokenHeaders: string[]
   /** Forward a client's own TOKEN_HEADER value instead of overwriting it. */
   keepClientToken: boolean
   upstreamTimeoutMs: number
@@ -292,7 +293,7 @@ export function loadEgressConfig(env: Env): EgressConfig {
   if (audience && !targetUrl) reader.fail('AUDIENCE needs TARGET_URL: it is the audience of the token sent there')
   const listen = reader.read('LISTEN_ADDR', address, defaults.listenAddr)
   const admin = reader.read('ADMIN_ADDR', address, defaults.adminAddr)
-  const tokenHeader = reader.read('TOKEN_HEADER', headerName, defaults.tokenHeader)
+  const tokenHeaders = reader.read('TOKEN_HEADER', list.pipe(z.array(headerName).min(1, 'must name a header')), defaults.tokenHeader)
   const keepClientToken = reader.read('KEEP_CLIENT_TOKEN', boolean, 'false')
   const upstreamTimeout = reader.read('UPSTREAM_TIMEOUT', seconds, String(defaults.upstreamTimeout))
   const upstreamCa = reader.read('UPSTREAM_CA_FILE', pemFile)
@@ -305,7 +306,7 @@ export function loadEgressConfig(env: Env): EgressConfig {
     routes,
     listen: listen!,
     admin: admin!,
-    tokenHeader: tokenHeader!,
+    tokenHeaders: tokenHeaders!,
     keepClientToken: keepClientToken!,
     upstreamTimeoutMs: upstreamTimeout! * 1000,
     upstreamCa,

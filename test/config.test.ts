@@ -7,9 +7,17 @@ describe('egress configuration', () => {
     expect(config.listen).toEqual({ host: '127.0.0.1', port: 15080 })
     expect(config.admin).toEqual({ host: '0.0.0.0', port: 15081 })
     expect(config.clientMode).toBe('kubernetes')
-    expect(config.tokenHeader).toBe('Authorization')
+    expect(config.tokenHeaders).toEqual(['Authorization'])
     expect(config.upstreamTimeoutMs).toBe(defaults.upstreamTimeout * 1000)
-    expect(config.routes).toEqual([{ host: 'auth-server:8080', upstream: 'http://auth-server:8080', audience: undefined, tokenFile: defaults.tokenFile }])
+    expect(config.routes).toEqual([
+      { host: 'auth-server:8080', upstream: 'http://auth-server:8080', audience: undefined, tokenFile: defaults.tokenFile },
+    ])
+  })
+
+  test("TOKEN_HEADER may name two headers, for Cloud Run's invoker check and the service behind it", () => {
+    expect(
+      loadEgressConfig({ TARGET_URL: 'https://x.a.run.app', TOKEN_HEADER: 'X-Serverless-Authorization, Authorization' }).tokenHeaders,
+    ).toEqual(['X-Serverless-Authorization', 'Authorization'])
   })
 
   test('TARGET_URL on the scheme default port makes a route for the bare host', () => {
@@ -61,7 +69,12 @@ describe('verifier, ingress and client configuration', () => {
   })
 
   test('auth-server reads issuers and subjects as lists, PORT as the listener', () => {
-    const config = loadAuthServerConfig({ ID_ISSUER: 'https://a, https://accounts.google.com', JWT_AUDIENCE: 'aud', ALLOWED_SUBJECTS: 'x, system:serviceaccount:ns:*', PORT: '9090' })
+    const config = loadAuthServerConfig({
+      ID_ISSUER: 'https://a, https://accounts.google.com',
+      JWT_AUDIENCE: 'aud',
+      ALLOWED_SUBJECTS: 'x, system:serviceaccount:ns:*',
+      PORT: '9090',
+    })
     expect(config.verifier.issuers).toEqual(['https://a', 'https://accounts.google.com'])
     expect(config.verifier.allowedSubjects).toEqual(['x', 'system:serviceaccount:ns:*'])
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 9090 })
@@ -69,7 +82,9 @@ describe('verifier, ingress and client configuration', () => {
 
   test('ingress requires UPSTREAM_URL and listens on PORT by default', () => {
     expect(() => loadIngressConfig({ ID_ISSUER: 'https://a', JWT_AUDIENCE: 'x' })).toThrow(/UPSTREAM_URL is required/)
-    expect(loadIngressConfig({ ID_ISSUER: 'https://a', JWT_AUDIENCE: 'x', UPSTREAM_URL: 'http://127.0.0.1:3000', PORT: '8081' }).listen).toEqual({ host: '0.0.0.0', port: 8081 })
+    expect(
+      loadIngressConfig({ ID_ISSUER: 'https://a', JWT_AUDIENCE: 'x', UPSTREAM_URL: 'http://127.0.0.1:3000', PORT: '8081' }).listen,
+    ).toEqual({ host: '0.0.0.0', port: 8081 })
   })
 
   test('client: INTERVAL in seconds, must be positive', () => {

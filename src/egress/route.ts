@@ -102,6 +102,9 @@ function parseAbsoluteTarget(target: string): URL {
     throw new BadRequestError('request target is not a valid URL')
   }
   if (url.username || url.password) throw new BadRequestError('request URL must not carry userinfo')
+  // A DNS label has at most 63 octets: a longer one can never resolve, and is refused here rather
+  // than echoed into a 502 reason and a log line (a token pasted as a host name would be).
+  if (url.hostname.split('.').some((label) => label.length > 63)) throw new BadRequestError('request URL host is not a valid host name')
   if (url.hash) throw new BadRequestError('request URL must not carry a fragment')
   return url
 }

@@ -43,7 +43,7 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
   const router = createRouter(config)
   const setToken = createTokenHeaderSetter({
     tokenSource: options.tokenSource,
-    tokenHeader: config.tokenHeader,
+    tokenHeaders: config.tokenHeaders,
     keepClientToken: config.keepClientToken,
   })
   const forwarder: Forwarder = createForwarder({ upstreamTimeoutMs: config.upstreamTimeoutMs, extraCa: config.upstreamCa })

@@ -3,8 +3,8 @@ import type { Destination } from './route'
 
 export interface TokenHeaderOptions {
   tokenSource: TokenSource
-  /** Lowercase header name that carries `Bearer <token>`. */
-  tokenHeader: string
+  /** Header names that each carry `Bearer <token>`. */
+  tokenHeaders: readonly string[]
   /** Leave a client's own value in place instead of overwriting it. */
   keepClientToken: boolean
 }
@@ -15,12 +15,13 @@ export interface TokenHeaderOptions {
  * with the source's 503 error when no valid token is held, so nothing is forwarded without one.
  */
 export function createTokenHeaderSetter(options: TokenHeaderOptions) {
-  const header = options.tokenHeader.toLowerCase()
+  const names = options.tokenHeaders.map((name) => name.toLowerCase())
   return async (destination: Destination, headers: Record<string, string | string[]>): Promise<string | undefined> => {
     if (destination.tokenKey === undefined) return undefined
-    if (options.keepClientToken && headers[header] !== undefined) return 'client'
+    if (options.keepClientToken && names.some((name) => headers[name] !== undefined)) return 'client'
     const token = await options.tokenSource.getToken(destination.tokenKey)
-    headers[header] = `Bearer ${token.value}`
+    const value = `Bearer ${token.value}`
+    for (const name of names) headers[name] = value
     return token.fingerprint
   }
 }

@@ -20,7 +20,8 @@ export interface TunnelOptions {
 export function createTunnelHandler(options: TunnelOptions) {
   return (req: IncomingMessage, client: Duplex, head: Buffer): void => {
     const authority = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(req.url ?? '')
-    if (!authority || Number(authority[2]) > 65535) {
+    // Labels over 63 octets never resolve; refused before the host is echoed into a reason or a log line.
+    if (!authority || Number(authority[2]) > 65535 || authority[1].split('.').some((label) => label.length > 63)) {
       options.onDone?.(400)
       writeRawError(client, new BadRequestError('CONNECT target must be host:port'))
       return
