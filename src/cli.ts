@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util'
+import { type ParseArgsConfig, parseArgs } from 'node:util'
 import { type Env, loadAuthServerConfig, loadClientConfig, loadEgressConfig, loadIngressConfig } from './config'
 import { ConfigError } from './errors'
 import type { Service } from './lifecycle'
@@ -94,11 +94,20 @@ const commands: Record<string, Command> = {
     usage: `  --duration SECONDS   stop by itself after this long, print a summary, exit 0 if every request succeeded
   --mode kubernetes|google   token from a rotated projected file (default) or a local metadata server`,
     async start(env, args) {
-      const { values } = parseArgs({ args, options: { duration: { type: 'string' }, mode: { type: 'string' } } })
+      const values = parseFlags(args, { duration: { type: 'string' }, mode: { type: 'string' } })
       const { runDemo, parseDemoOptions } = await import('./demo/run.js')
       return runDemo(parseDemoOptions(values), env)
     },
   },
+}
+
+/** Flags parsed strictly; an unknown or valueless flag is bad configuration (exit 2), like a bad variable. */
+function parseFlags<T extends ParseArgsConfig['options']>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true }).values
+  } catch (error) {
+    throw new ConfigError(`invalid flags: ${(error as Error).message}`)
+  }
 }
 
 function usage(): string {
