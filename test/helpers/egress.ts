@@ -1,3 +1,4 @@
+import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import pino from 'pino'
@@ -9,6 +10,8 @@ import { createFileTokenSource } from '../../src/tokens/file-source'
 import type { TokenSource } from '../../src/tokens/token-source'
 
 export interface RunningEgress {
+  /** The proxy's listening server, to watch its client connections. */
+  server: Server
   url: string
   port: number
   metrics: Metrics
@@ -45,6 +48,7 @@ export async function startEgress(
   const egress = createEgressServer(config, { tokenSource, logger, metrics, headersTimeoutMs: options.headersTimeoutMs })
   const { port } = (await listen(egress.server, config.listen)) as AddressInfo
   return {
+    server: egress.server,
     url: `http://127.0.0.1:${port}`,
     port,
     metrics,

@@ -26,11 +26,18 @@ export interface TestUpstream {
  * A real HTTP(S) server on loopback that records what reaches it. Paths:
  * paths ending in `/sse` stream three events 50 ms apart; `/hang` never answers; `/bytes/N` sends
  * N bytes; `/status/N` answers N; `/reset` destroys the socket; anything else echoes the request as JSON.
+ * Faults: `/cut` announces 1 MiB, sends 64 KiB and destroys the socket (a reset mid-response);
+ * `/reset-upload` destroys the socket at the first body bytes (a reset mid-upload); `/drip/N` sends
+ * N lines 50 ms apart (a slow body).
  * WebSocket upgrades echo messages, prefixed with the Authorization header seen at upgrade.
  */
 export async function startUpstream(options: { tls?: { key: string; cert: string } } = {}): Promise<TestUpstream> {
   const requests: SeenRequest[] = []
   const handler = (req: IncomingMessage, res: ServerResponse) => {
+    if ((req.url ?? '').split('?')[0].endsWith('/reset-upload')) {
+      req.once('data', () => req.socket.destroy())
+      return
+    }
     const hash = createHash('sha256')
     let bodyBytes = 0
     req.on('data', (chunk: Buffer) => {
@@ -80,6 +87,26 @@ function respond(req: IncomingMessage, res: ServerResponse, seen: SeenRequest): 
     return
   }
   if (path.endsWith('/hang')) return
+  if (path.endsWith('/cut')) {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': 1024 * 1024 })
+    res.write(Buffer.alloc(64 * 1024, 'x'), () => req.socket.destroy())
+    return
+  }
+  const drip = /\/drip\/(\d+)$/.exec(path)
+  if (drip) {
+    const lines = Number(drip[1])
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': lines * 'line\n'.length })
+    let sent = 0
+    const timer = setInterval(() => {
+      res.write('line\n')
+      if (++sent === lines) {
+        clearInterval(timer)
+        res.end()
+      }
+    }, 50)
+    res.on('close', () => clearInterval(timer))
+    return
+  }
   if (path.endsWith('/reset')) {
     req.socket.destroy()
     return

@@ -1,0 +1,218 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import type { IncomingMessage } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import fc from 'fast-check'
+import { loadEgressConfig } from '../../src/config'
+import { createRouter, type Destination } from '../../src/egress/route'
+import { BadRequestError } from '../../src/errors'
+
+// Property: no request target or header moves a token to a destination not configured for it.
+// Random routing tables meet hostile targets built from the configured hosts themselves.
+
+let dir: string
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'bearer-route-property-'))
+})
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+/** Few labels, so that generated targets often name, or nearly name, a configured host. */
+const label = fc.constantFrom('api', 'svc', 'run', 'app', 'example', 'com', 'internal', 'evil', 'a', 'x1')
+const dnsName = fc.array(label, { minLength: 1, maxLength: 3 }).map((labels) => labels.join('.'))
+const port = fc.constantFrom(80, 443, 8080, 15080)
+const withPort = (host: string, p: number | undefined) => (p === undefined ? host : `${host}:${p}`)
+
+interface RouteSpec {
+  host: string
+  upstream?: string
+  audience?: string
+  tokenFile?: string
+}
+
+const exactRoute: fc.Arbitrary<RouteSpec> = fc.record(
+  {
+    host: fc.tuple(dnsName, fc.option(port, { nil: undefined })).map(([name, p]) => withPort(name, p)),
+    upstream: fc.option(
+      fc
+        .tuple(fc.constantFrom('http', 'https'), dnsName, fc.option(port, { nil: undefined }), fc.constantFrom('', '/base'))
+        .map(([scheme, name, p, path]) => `${scheme}://${withPort(name, p)}${path}`),
+      { nil: undefined },
+    ),
+    audience: fc.option(fc.constantFrom('https://aud-1.example', 'aud-2'), { nil: undefined }),
+    tokenFile: fc.option(fc.constantFrom('/tokens/one', '/tokens/two'), { nil: undefined }),
+  },
+  { requiredKeys: ['host'] },
+)
+
+const wildcardRoute: fc.Arbitrary<RouteSpec> = fc.record(
+  {
+    host: fc.tuple(dnsName, fc.option(port, { nil: undefined })).map(([suffix, p]) => withPort(`*.${suffix}`, p)),
+    upstream: fc.option(fc.constantFrom('http://*', 'https://*', 'https://*:8443', 'http://fixed.example:9000'), { nil: undefined }),
+    audience: fc.option(fc.constantFrom('https://aud-1.example'), { nil: undefined }),
+    tokenFile: fc.option(fc.constantFrom('/tokens/one', '/tokens/three'), { nil: undefined }),
+  },
+  { requiredKeys: ['host'] },
+)
+
+const targetUrl = fc.option(
+  fc
+    .tuple(
+      fc.constantFrom('http', 'https'),
+      fc.oneof(dnsName, fc.constantFrom('127.0.0.1', '[::1]')),
+      fc.option(port, { nil: undefined }),
+      fc.constantFrom('', '/', '/v1'),
+    )
+    .map(([scheme, host, p, path]) => `${scheme}://${withPort(host, p)}${path}`),
+  { nil: undefined },
+)
+
+const setup = fc.record({
+  clientMode: fc.constantFrom('kubernetes', 'google'),
+  targetUrl,
+  routes: fc.array(fc.oneof(exactRoute, wildcardRoute), { minLength: 1, maxLength: 4 }),
+})
+
+/** Hostile spellings of a host: case, trailing dots, percent-encoding, backslashes, userinfo, ports, IP forms. */
+function hostileTargets(hosts: string[]): fc.Arbitrary<string> {
+  // A wildcard's suffix is named with a subdomain, bare, and as its dotted suffix alone.
+  const named = hosts.flatMap((host) => (host.startsWith('*.') ? [`sub${host.slice(1)}`, host.slice(2), host.slice(1)] : [host]))
+  const configured = fc.constantFrom(...named)
+  const host = fc.oneof(
+    configured,
+    configured.map((h) => h.toUpperCase()),
+    configured.map((h) => h.replace(/(:\d+)?$/, '.$1')),
+    configured.map((h) => h.replace(/(:\d+)?$/, '..$1')),
+    configured.map((h) => h.replace(/\./g, '%2e')),
+    configured.map((h) => h.replace(/a/g, '%61')),
+    configured.map((h) => `evil.example\\@${h}`),
+    configured.map((h) => `${h}.evil.example`),
+    configured.map((h) => `evil${h}`),
+    configured.map((h) => `${h}%00.evil`),
+    configured.map((h) => `${h}:0080`),
+    configured.map((h) => `${h}:443`),
+    configured.map((h) => `${h}#@evil.example`),
+    configured.map((h) => `${h}\\evil.example`),
+    configured.map((h) => h.replace(/^[a-z]/, (c) => String.fromCharCode(c.charCodeAt(0) + 0xfee0))),
+    fc.constantFrom('[::1]', '[::ffff:127.0.0.1]', '[0:0::1]:8080', '127.0.0.1', '0x7f.1', '2130706433', 'localhost', 'evil.example'),
+  )
+  const userinfo = fc.constantFrom('', '', 'user@', 'u:p@', `${hosts[0]}@`, '@')
+  const scheme = fc.constantFrom('http://', 'http://', 'HTTP://', 'hTtP://', 'https://', 'http:/', 'http:\\\\', 'ftp://', '//', '/', '')
+  const rest = fc.constantFrom('/', '/path', '//evil.example/x', '/?host=evil.example', '', '/%2e%2e/x', '/a#frag')
+  return fc.oneof(
+    fc.tuple(scheme, userinfo, host, rest).map((parts) => parts.join('')),
+    fc.constantFrom('*', '/', '/ok', '//evil.example/ws', '/\\evil.example'),
+    fc.string({ maxLength: 40 }),
+  )
+}
+
+const headerNames = ['host', 'x-forwarded-host', 'forwarded', 'x-original-url']
+
+interface Compiled {
+  spec: RouteSpec
+  /** Lowercase, no port; for a wildcard the suffix with its dot. */
+  name: string
+  wildcard: boolean
+  port: number
+  /** The token key the route's token is kept under, when it does not depend on the host. */
+  key?: string
+  upstream: string
+}
+
+test('a token only ever goes to an upstream configured for it, under that route’s key; only BadRequestError is thrown', () => {
+  let counter = 0
+  fc.assert(
+    fc.property(
+      setup.chain((s) => {
+        const hosts = [...s.routes.map((route) => route.host), ...(s.targetUrl ? [new URL(s.targetUrl).host] : [])]
+        return fc.tuple(
+          fc.constant(s),
+          fc.array(
+            fc.tuple(hostileTargets(hosts), fc.dictionary(fc.constantFrom(...headerNames), fc.constantFrom(...hosts), { maxKeys: 3 })),
+            { minLength: 1, maxLength: 12 },
+          ),
+        )
+      }),
+      ([s, requests]) => {
+        const routesFile = join(dir, `routes-${counter++}.json`)
+        writeFileSync(routesFile, JSON.stringify({ routes: s.routes }))
+        const config = loadEgressConfig({
+          CLIENT_MODE: s.clientMode,
+          ROUTES_FILE: routesFile,
+          TOKEN_FILE: '/tokens/default',
+          ...(s.targetUrl ? { TARGET_URL: s.targetUrl } : {}),
+        })
+        const router = createRouter(config)
+        const compiled: Compiled[] = config.routes.map((route) => {
+          const [, host, p] = /^(.*?)(?::(\d+))?$/.exec(route.host)!
+          const wildcard = host!.startsWith('*.')
+          const fixed = !/^https?:\/\/\*(:\d+)?$/.test(route.upstream)
+          return {
+            spec: route,
+            name: wildcard ? host!.slice(1) : host!,
+            wildcard,
+            port: p ? Number(p) : 80,
+            key: s.clientMode === 'kubernetes' ? route.tokenFile : (route.audience ?? (fixed ? new URL(route.upstream).origin : undefined)),
+            upstream: route.upstream,
+          }
+        })
+        const hostMatches = (route: Compiled, hostname: string, requestedPort: number) =>
+          route.port === requestedPort &&
+          (route.wildcard ? hostname.endsWith(route.name) && hostname.length > route.name.length : hostname === route.name)
+
+        for (const [target, headers] of requests) {
+          const req = (h: Record<string, string>) => ({ url: target, headers: h }) as unknown as IncomingMessage
+          let destination: Destination
+          try {
+            destination = router.resolve(req(headers))
+          } catch (error) {
+            expect(error).toBeInstanceOf(BadRequestError)
+            continue
+          }
+          // Headers never change the decision.
+          expect(router.resolve(req({}))).toEqual(destination)
+          // Every consumer appends the path to the origin: it must never be able to name a host.
+          expect(destination.path.startsWith('/')).toBe(true)
+
+          // The route the request target names, decided independently: origin-form is TARGET_URL's
+          // route; absolute-form is the first route matching the URL's host and port.
+          let route: Compiled | undefined
+          if (target.startsWith('/')) {
+            route = compiled[0]
+            expect(s.targetUrl).toBeDefined()
+          } else {
+            const url = new URL(target)
+            expect(url.protocol).toBe('http:')
+            expect(url.username + url.password).toBe('')
+            const hostname = url.hostname.toLowerCase().replace(/\.$/, '')
+            route = compiled.find((candidate) => hostMatches(candidate, hostname, url.port ? Number(url.port) : 80))
+            if (!route) {
+              expect(destination.tokenKey).toBeUndefined()
+              expect(destination.label).toBe('passthrough')
+              expect(destination.origin).toBe(url.origin)
+              continue
+            }
+          }
+
+          expect(destination.label).toBe(route!.spec.host)
+          const origin = new URL(destination.origin)
+          if (route!.key === undefined) {
+            // Only a google wildcard with a templated upstream keys by host: the audience is the origin it goes to.
+            expect(destination.tokenKey).toBe(destination.origin)
+          } else {
+            expect(destination.tokenKey).toBe(route!.key)
+          }
+          const template = /^(https?:)\/\/\*(?::(\d+))?$/.exec(route!.upstream)
+          if (template) {
+            expect(origin.protocol).toBe(template[1])
+            expect(origin.port).toBe(template[2] && template[2] !== (template[1] === 'https:' ? '443' : '80') ? template[2] : '')
+            expect(hostMatches({ ...route!, port: 0 }, origin.hostname, 0)).toBe(true)
+            expect(origin.hostname).toMatch(/^[a-z0-9.-]+$/)
+          } else {
+            expect(destination.origin).toBe(new URL(route!.upstream).origin)
+          }
+        }
+      },
+    ),
+    { numRuns: 300 },
+  )
+})
