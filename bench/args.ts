@@ -11,6 +11,8 @@ export interface BenchArgs {
   connections: number
   /** Fixed rate, requests per second; 0 skips the fixed-rate run. Default 1000. */
   rate: number
+  /** Milliseconds of each measured slice of the in-process verifier bench. Default 1000. */
+  sliceMs: number
   /** Only these targets (comma-separated names; `direct` is always kept for the ratios). */
   only?: string[]
   /** Print JSON (machine, settings, rows, samples) instead of the table. */
@@ -19,10 +21,13 @@ export interface BenchArgs {
   positionals: string[]
 }
 
-const defaults = { duration: 5, warmup: 1, rounds: 3, connections: 50, rate: 1000 }
+const defaults = { duration: 5, warmup: 1, rounds: 3, connections: 50, rate: 1000, 'slice-ms': 1000 }
 
-/** Parses and validates the bench's flags, naming the flag that is wrong. */
-export function parseBenchArgs(argv: string[]): BenchArgs {
+/**
+ * Parses and validates the bench's flags, naming the flag that is wrong. `overrides` replaces some
+ * defaults for an entry whose runs are shaped differently (the verifier bench's 1 s slices).
+ */
+export function parseBenchArgs(argv: string[], overrides: Partial<typeof defaults> = {}): BenchArgs {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -32,6 +37,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
       rounds: { type: 'string' },
       connections: { type: 'string' },
       rate: { type: 'string' },
+      'slice-ms': { type: 'string' },
       only: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
@@ -39,7 +45,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
   // Whole numbers only: wrk takes whole seconds.
   const integer = (name: keyof typeof defaults, min: number) => {
     const raw = values[name]
-    const value = raw === undefined ? defaults[name] : Number(raw)
+    const value = raw === undefined ? (overrides[name] ?? defaults[name]) : Number(raw)
     if (!Number.isInteger(value) || value < min) throw new Error(`"--${name}" must be a whole number >= ${min}, got ${JSON.stringify(raw)}`)
     return value
   }
@@ -49,6 +55,7 @@ export function parseBenchArgs(argv: string[]): BenchArgs {
     rounds: integer('rounds', 1),
     connections: integer('connections', 1),
     rate: integer('rate', 0),
+    sliceMs: integer('slice-ms', 10),
     only: values.only?.split(',').map((name) => name.trim()),
     json: values.json ?? false,
     positionals,

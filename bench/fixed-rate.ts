@@ -10,6 +10,8 @@ export interface FixedRateOptions {
   connections?: number
   /** Forward-proxy use: send this absolute URL on the request line, with its host in `Host`. */
   absoluteUrl?: string
+  /** Extra request headers, e.g. `{ authorization: 'Bearer ...' }`. */
+  headers?: Record<string, string>
   /** Leading seconds sent at the rate but left out of the figures (the pool connecting). Default 0.5. */
   warmupSeconds?: number
 }
@@ -33,7 +35,7 @@ export async function runFixedRate(options: FixedRateOptions): Promise<FixedRate
   const pool = new Pool(origin, { connections: options.connections ?? 16, pipelining: 1 })
   const target = options.absoluteUrl === undefined ? undefined : new URL(options.absoluteUrl)
   const path = target?.href ?? new URL(options.url).pathname
-  const headers = target === undefined ? undefined : { host: target.host }
+  const headers = { ...options.headers, ...(target === undefined ? {} : { host: target.host }) }
   const warmup = Math.round(options.rate * (options.warmupSeconds ?? 0.5))
   const total = warmup + Math.round(options.rate * options.seconds)
   const latenciesUs: number[] = []

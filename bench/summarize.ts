@@ -1,4 +1,5 @@
 import type { Sample } from './measure'
+import { median } from './median'
 
 /** One line of the table: medians over rounds, ratios to nginx and direct, latency added over direct. */
 export interface Row {
@@ -54,13 +55,6 @@ export function summarize(samples: Sample[]): Row[] {
     }
   }
   return rows
-}
-
-function median(values: number[]): number | undefined {
-  if (values.length === 0) return undefined
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
 function difference(a: number | undefined, b: number | undefined): number | undefined {

@@ -1,4 +1,5 @@
 import type { Row } from './summarize'
+import { formatTable } from './text-table'
 
 const columns: { title: string; value: (row: Row) => string }[] = [
   { title: 'target', value: (r) => r.target },
@@ -20,11 +21,7 @@ const columns: { title: string; value: (row: Row) => string }[] = [
 
 /** The rows as one aligned plain-text table (numbers right-aligned, `-` where a figure does not apply). */
 export function renderTable(rows: Row[]): string {
-  const cells = [columns.map((c) => c.title), ...rows.map((row) => columns.map((c) => c.value(row)))]
-  const widths = columns.map((_, i) => Math.max(...cells.map((line) => line[i].length)))
-  const format = (line: string[]) => line.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')
-  const rule = widths.map((w) => '-'.repeat(w)).join('  ')
-  return [format(cells[0]), rule, ...cells.slice(1).map(format)].join('\n')
+  return formatTable([columns.map((c) => c.title), ...rows.map((row) => columns.map((c) => c.value(row)))])
 }
 
 function fixed(value: number | undefined, digits: number): string {

@@ -13,6 +13,8 @@ export interface WrkOptions {
   threads?: number
   /** Forward-proxy use: write this absolute URL on the request line, with its host in `Host`. */
   absoluteUrl?: string
+  /** Extra request headers, e.g. `{ authorization: 'Bearer ...' }` (wrk -H). */
+  headers?: Record<string, string>
   /** Directory for the generated Lua script. */
   tempDir: string
 }
@@ -21,6 +23,7 @@ export interface WrkOptions {
 export async function runWrk(options: WrkOptions): Promise<WrkResult> {
   const args = ['-t', String(options.threads ?? 1), '-c', String(options.connections), '-d', `${options.seconds}s`, '--latency']
   if (options.absoluteUrl !== undefined) args.push('-s', absoluteFormScript(options.absoluteUrl, options.tempDir))
+  for (const [name, value] of Object.entries(options.headers ?? {})) args.push('-H', `${name}: ${value}`)
   args.push(options.url)
   const { stdout } = await promisify(execFile)('wrk', args, { timeout: (options.seconds + 30) * 1000 })
   return parseWrk(stdout)
