@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose'
 import type { Metrics } from '../admin/metrics'
 import type { VerifierConfig } from '../config'
@@ -117,7 +117,6 @@ function bearerToken(authorization: string | readonly string[] | undefined, maxT
   if (scheme.toLowerCase() !== 'bearer') throw new Rejection('no_token')
   const credentials = space < 0 ? '' : value.slice(space).trim()
   if (credentials.length > maxTokenBytes) throw new Rejection('too_large')
-  if (!bearerCredentials.test(credentials)) throw new Rejection('malformed_header')
   return credentials
 }
 
@@ -207,7 +206,7 @@ export function createVerifier(config: VerifierConfig, options: VerifierOptions)
   }
 
   async function verifiedClaims(token: string): Promise<{ claims: JWTPayload; cached: boolean }> {
-    const cacheKey = cache ? createHash('sha256').update(token).digest('base64url') : ''
+    const cacheKey = cache ? hash('sha256', token, 'base64url') : ''
     const now = Date.now()
     const hit = cache?.get(cacheKey, now)
     if (hit) {
@@ -215,6 +214,8 @@ export function createVerifier(config: VerifierConfig, options: VerifierOptions)
       if (verdict === 'valid') return { claims: hit.claims, cached: true }
       if (verdict === 'stale') cache!.delete(cacheKey)
     }
+    // Checked only on a miss: a cached token is the same string, which passed this before.
+    if (!bearerCredentials.test(token)) throw new Rejection('malformed_header')
     let kid: unknown
     let iss: unknown
     try {
