@@ -1,7 +1,30 @@
-export type { VerifierConfig } from './config'
-export { loadAuthServerConfig } from './config'
-export { IssuerUnavailableError, SidecarError, SubjectNotAllowedError, TokenInvalidError } from './errors'
+export type { Metrics } from './admin/metrics'
+export { createMetrics, registerTokenGauges } from './admin/metrics'
+export type { AuthServerConfig, EgressConfig, IngressConfig, RouteConfig, VerifierConfig } from './config'
+export { loadAuthServerConfig, loadEgressConfig, loadIngressConfig } from './config'
+export type { EgressServer, EgressServerOptions } from './egress/server'
+export { createEgressServer } from './egress/server'
+export {
+  BadRequestError,
+  ConfigError,
+  IssuerUnavailableError,
+  SidecarError,
+  SubjectNotAllowedError,
+  TokenExpiredError,
+  TokenInvalidError,
+  TokenMalformedError,
+  TokenUnavailableError,
+  UpstreamTimeoutError,
+  UpstreamUnreachableError,
+} from './errors'
+export type { IngressServer, IngressServerOptions } from './ingress/server'
+export { createIngressServer } from './ingress/server'
 export { createLogger } from './log'
+export type { FileTokenSourceOptions } from './tokens/file-source'
+export { createFileTokenSource } from './tokens/file-source'
+export type { GoogleTokenSourceOptions } from './tokens/google-source'
+export { createGoogleTokenSource } from './tokens/google-source'
+export type { Token, TokenKeyStatus, TokenSource } from './tokens/token-source'
 export type { CachedVerification, VerifiedTokenCache, VerifiedTokenCacheOptions } from './verify/cache'
 export { createVerifiedTokenCache } from './verify/cache'
 export { createExpressAuth } from './verify/express'
