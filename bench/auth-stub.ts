@@ -11,7 +11,7 @@
 import { createServer } from 'node:http'
 import { decodeJwt } from 'jose'
 import { createLogger } from '../dist/log'
-import { createAuthServer } from '../dist/verify/auth-server'
+import { answerWithIdentity, createAuthServer } from '../dist/verify/auth-server'
 import { toIdentity } from '../dist/verify/identity'
 import type { Verifier } from '../dist/verify/verifier'
 
@@ -25,19 +25,7 @@ const stub: Verifier = {
 
 const server =
   process.env.MODE === 'plain'
-    ? createServer((req, res) => {
-        const path = (req.url ?? '/').split('?')[0]
-        const body = {
-          subject: identity.subject,
-          issuer: identity.issuer,
-          audience: identity.audience,
-          email: identity.email,
-          kubernetes: identity.kubernetes,
-          method: req.method,
-          path,
-        }
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(body)}\n`)
-      })
+    ? createServer((req, res) => answerWithIdentity(req, res, identity))
     : createAuthServer({ verifier: stub, logger: createLogger({ level: 'info' }) })
 server.listen(Number(process.env.PORT), '127.0.0.1')
 process.on('SIGTERM', () => process.exit(0))

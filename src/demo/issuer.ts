@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { type CryptoKey, exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose'
-import { listen } from '../lifecycle'
+import { closeGracefully, listen } from '../lifecycle'
 
 /** How the issuer misbehaves, for tests: `down` resets every connection, `slow` holds answers, the others answer 200 with a broken body. */
 export type IssuerFault = 'none' | 'down' | 'slow' | 'invalid-json' | 'huge'
@@ -202,9 +202,7 @@ export async function startLocalIssuer(options: LocalIssuerOptions = {}): Promis
     async close() {
       for (const timer of held) clearTimeout(timer)
       held.clear()
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      server.closeAllConnections()
-      await closed
+      await closeGracefully(server, 0)
     },
   }
 }

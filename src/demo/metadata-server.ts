@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { formatAddress, listen } from '../lifecycle'
+import { closeGracefully, formatAddress, listen } from '../lifecycle'
 
 /**
  * How the metadata server misbehaves, for tests: `down` resets every connection, `error` answers
@@ -146,9 +146,7 @@ export async function startMetadataServer(options: MetadataServerOptions): Promi
     async close() {
       for (const timer of held) clearTimeout(timer)
       held.clear()
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      server.closeAllConnections()
-      await closed
+      await closeGracefully(server, 0)
     },
   }
 }

@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createAdminServer } from '../admin/admin-server'
 import { createMetrics, registerKeySetGauge } from '../admin/metrics'
 import type { AuthServerConfig } from '../config'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
 import type { Logger } from '../log'
+import type { Identity } from './identity'
 import { createAuthHandler } from './middleware'
 import { createVerifier, type Verifier } from './verifier'
 
@@ -18,6 +19,24 @@ export interface AuthServerService extends Service {
   adminUrl: string
 }
 
+function pathOf(req: IncomingMessage): string {
+  return (req.url ?? '/').split('?')[0]!
+}
+
+/** auth-server's 200: JSON naming the verified caller and what it asked for. */
+export function answerWithIdentity(req: IncomingMessage, res: ServerResponse, identity: Identity): void {
+  const body = {
+    subject: identity.subject,
+    issuer: identity.issuer,
+    audience: identity.audience,
+    email: identity.email,
+    kubernetes: identity.kubernetes,
+    method: req.method,
+    path: pathOf(req),
+  }
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(body)}\n`)
+}
+
 /** The demo server: every request verified; the answer is JSON naming the caller. */
 export function createAuthServer(options: AuthServerOptions): Server {
   return createServer(
@@ -25,18 +44,11 @@ export function createAuthServer(options: AuthServerOptions): Server {
       options.verifier,
       (req, res) => {
         const { identity } = req
-        const path = (req.url ?? '/').split('?')[0]
-        options.logger.info({ subject: identity.subject, issuer: identity.issuer, method: req.method, path }, 'request verified')
-        const body = {
-          subject: identity.subject,
-          issuer: identity.issuer,
-          audience: identity.audience,
-          email: identity.email,
-          kubernetes: identity.kubernetes,
-          method: req.method,
-          path,
-        }
-        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(body)}\n`)
+        options.logger.info(
+          { subject: identity.subject, issuer: identity.issuer, method: req.method, path: pathOf(req) },
+          'request verified',
+        )
+        answerWithIdentity(req, res, identity)
       },
       { logger: options.logger },
     ),
