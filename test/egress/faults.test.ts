@@ -7,13 +7,13 @@ import { join } from 'node:path'
 import { finished } from 'node:stream/promises'
 import { createMetrics } from '../../src/admin/metrics'
 import { createAtomicWriter } from '../../src/demo/kubelet'
-import { type LocalMetadataServer, type MetadataFault, startMetadataServer } from '../../src/demo/metadata-server'
+import type { MetadataFault } from '../../src/demo/metadata-server'
 import type { SidecarError } from '../../src/errors'
 import { createFileTokenSource } from '../../src/tokens/file-source'
 import { createGoogleTokenSource } from '../../src/tokens/google-source'
 import type { Token, TokenSource } from '../../src/tokens/token-source'
 import { captureLogger, type RunningEgress, startEgress } from '../helpers/egress'
-import { googleIdTokenMinter, nextEvent } from '../helpers/google-metadata'
+import { nextEvent, withLocalMetadataServer } from '../helpers/google-metadata'
 import { signToken } from '../helpers/sign-token'
 import { type SocketTracker, trackSockets } from '../helpers/sockets'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
@@ -301,25 +301,15 @@ describe('token file faults, through the proxy', () => {
 })
 
 describe('metadata server faults, through the proxy (google mode)', () => {
-  let metadata: LocalMetadataServer
+  const metadata = withLocalMetadataServer()
   const audience = 'https://auth-server.example'
-
-  beforeAll(async () => {
-    metadata = await startMetadataServer({ mint: googleIdTokenMinter() })
-    process.env.GCE_METADATA_HOST = metadata.host
-  })
-
-  afterAll(async () => {
-    delete process.env.GCE_METADATA_HOST
-    await metadata.close()
-  })
 
   test.each<[MetadataFault, string]>([
     ['error', 'ERR_TOKEN_UNAVAILABLE'],
     ['html', 'ERR_TOKEN_UNAVAILABLE'],
     ['wrong-flavor', 'ERR_TOKEN_UNAVAILABLE'],
   ])('metadata fault %s: %s through the proxy and nothing forwarded, then recovery by itself', async (fault, code) => {
-    metadata.setFault(fault)
+    metadata.server.setFault(fault)
     const lines: string[] = []
     const tokens = createGoogleTokenSource({
       logger: captureLogger(lines),
@@ -339,7 +329,7 @@ describe('metadata server faults, through the proxy (google mode)', () => {
       expect(lines.some((line) => line.includes('"level":40') && line.includes(audience))).toBe(true)
 
       const recovered = nextEvent(tokens, 'update', audience)
-      metadata.setFault('none')
+      metadata.server.setFault('none')
       const token = await recovered
       const seen = await send(`${egress.url}/`)
       expect(seen.status).toBe(200)

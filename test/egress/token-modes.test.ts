@@ -4,12 +4,11 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { createMetrics } from '../../src/admin/metrics'
 import { createAtomicWriter } from '../../src/demo/kubelet'
-import { type LocalMetadataServer, startMetadataServer } from '../../src/demo/metadata-server'
 import { fingerprint } from '../../src/tokens/fingerprint'
 import { createGoogleTokenSource } from '../../src/tokens/google-source'
 import { curl } from '../helpers/clients'
 import { captureLogger, startEgress } from '../helpers/egress'
-import { googleIdTokenMinter, nextEvent } from '../helpers/google-metadata'
+import { nextEvent, withLocalMetadataServer } from '../helpers/google-metadata'
 import { signToken } from '../helpers/sign-token'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
@@ -69,15 +68,7 @@ test('kubernetes mode: requests keep flowing through 10 kubelet rotations, each 
 })
 
 describe('google mode', () => {
-  let metadata: LocalMetadataServer
-  beforeAll(async () => {
-    metadata = await startMetadataServer({ mint: googleIdTokenMinter() })
-    process.env.GCE_METADATA_HOST = metadata.host
-  })
-  afterAll(async () => {
-    delete process.env.GCE_METADATA_HOST
-    await metadata.close()
-  })
+  const metadata = withLocalMetadataServer()
 
   test('each route gets an ID token for its own audience, fetched once however many requests', async () => {
     const routes = join(dir, 'google-routes.json')
@@ -105,8 +96,8 @@ describe('google mode', () => {
         expect(audienceOf(first.authorization)).toBe('https://first.example')
         expect(audienceOf(second.authorization)).toBe('https://second.example')
       }
-      expect(metadata.fetches('https://first.example')).toBe(1)
-      expect(metadata.fetches('https://second.example')).toBe(1)
+      expect(metadata.server.fetches('https://first.example')).toBe(1)
+      expect(metadata.server.fetches('https://second.example')).toBe(1)
     } finally {
       await egress.close()
       await tokenSource.close()

@@ -1,5 +1,6 @@
 import { createServer } from 'node:net'
 import { type CryptoKey, generateKeyPair, SignJWT } from 'jose'
+import { type LocalMetadataServer, startMetadataServer } from '../../src/demo/metadata-server'
 import type { SidecarError } from '../../src/errors'
 import type { Token, TokenSource } from '../../src/tokens/token-source'
 
@@ -69,4 +70,21 @@ export function nextEvent<E extends 'update' | 'failure'>(
     }
     source.on(event, listener)
   })
+}
+
+/**
+ * A local metadata server for the tests of one describe block, with `GCE_METADATA_HOST` pointing
+ * at it (google-auth-library reads the variable on every call). Use `metadata.server` in tests.
+ */
+export function withLocalMetadataServer(): { readonly server: LocalMetadataServer } {
+  const metadata = {} as { server: LocalMetadataServer }
+  beforeAll(async () => {
+    metadata.server = await startMetadataServer({ mint: googleIdTokenMinter() })
+    process.env.GCE_METADATA_HOST = metadata.server.host
+  })
+  afterAll(async () => {
+    delete process.env.GCE_METADATA_HOST
+    await metadata.server.close()
+  })
+  return metadata
 }
