@@ -4,6 +4,7 @@ import { request } from 'node:http'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import WebSocket from 'ws'
 import { createAtomicWriter } from '../../src/demo/kubelet'
 import { curl } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
@@ -149,4 +150,16 @@ describe('HTTPS upstreams', () => {
     expect(answer.body).toMatch(/TLS failed: SELF_SIGNED_CERT_IN_CHAIN/)
     expect(secure.requests.length).toBe(before)
   })
+})
+
+test('an open WebSocket stays open while quiet for longer than UPSTREAM_TIMEOUT', async () => {
+  const egress = await egressFor({ TARGET_URL: upstream.url, UPSTREAM_TIMEOUT: '0.2' })
+  const socket = new WebSocket(`ws://127.0.0.1:${egress.port}/ws`)
+  await once(socket, 'open')
+  // Quiet for three times the timeout: the idle period is what is under test.
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  socket.send('still there')
+  const [message] = await once(socket, 'message')
+  expect(String(message)).toBe(`Bearer ${token}|still there`)
+  socket.close()
 })
