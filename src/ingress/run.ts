@@ -3,6 +3,7 @@ import { createMetrics, registerKeySetGauge } from '../admin/metrics'
 import type { IngressConfig } from '../config'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
 import type { Logger } from '../log'
+import { verifierReadiness } from '../verify/readiness'
 import { createVerifier } from '../verify/verifier'
 import { createIngressServer } from './server'
 
@@ -14,10 +15,7 @@ export async function runIngress(config: IngressConfig, logger: Logger): Promise
   const ingress = createIngressServer(config, { verifier, logger, metrics })
   const admin = createAdminServer({
     metrics,
-    readiness() {
-      const waiting = verifier.status().filter((status) => !status.ready)
-      return { ready: waiting.length === 0, reasons: waiting.map((status) => `${status.issuer}: ${status.reason}`) }
-    },
+    readiness: () => verifierReadiness(verifier),
   })
   const [address, adminAddress] = await Promise.all([listen(ingress.server, config.listen), listen(admin, config.admin)])
   logger.info(

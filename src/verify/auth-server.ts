@@ -6,6 +6,7 @@ import { closeGracefully, formatAddress, listen, type Service } from '../lifecyc
 import type { Logger } from '../log'
 import type { Identity } from './identity'
 import { createAuthHandler } from './middleware'
+import { verifierReadiness } from './readiness'
 import { createVerifier, type Verifier } from './verifier'
 
 export interface AuthServerOptions {
@@ -63,10 +64,7 @@ export async function runAuthServer(config: AuthServerConfig, logger: Logger): P
   const server = createAuthServer({ verifier, logger })
   const admin = createAdminServer({
     metrics,
-    readiness() {
-      const waiting = verifier.status().filter((status) => !status.ready)
-      return { ready: waiting.length === 0, reasons: waiting.map((status) => `${status.issuer}: ${status.reason}`) }
-    },
+    readiness: () => verifierReadiness(verifier),
   })
   const [address, adminAddress] = await Promise.all([listen(server, config.listen), listen(admin, config.admin)])
   const allowed = config.verifier.allowedSubjects.length > 0 ? config.verifier.allowedSubjects.join(',') : 'any verified subject'
