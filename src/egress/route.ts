@@ -22,13 +22,26 @@ interface Authority {
   port: number
 }
 
+/** A wildcard route's upstream: the requested host, over this scheme and port. */
+interface UpstreamTemplate {
+  protocol: 'http:' | 'https:'
+  port: string
+}
+
+interface Upstream {
+  origin: string
+  host: string
+  basePath: string
+  tokenKey: string
+}
+
 interface CompiledRoute {
   config: RouteConfig
   /** Exact host, or the suffix (with its leading dot) of a wildcard. */
   host: string
   wildcard: boolean
   port: number
-  upstream: URL | { protocol: 'http:' | 'https:'; port: string }
+  upstream: URL | UpstreamTemplate
 }
 
 export interface Router {
@@ -55,18 +68,26 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
     return route.config.audience ?? (route.upstream instanceof URL ? route.upstream.origin : undefined)
   }
 
+  /** Where a route sends requests once its upstream host is known: fixed routes work this out once, wildcards per request. */
+  const upstreamOf = (route: CompiledRoute, upstream: URL): Upstream => ({
+    origin: upstream.origin,
+    host: upstream.host,
+    basePath: upstream.pathname === '/' ? '' : upstream.pathname.replace(/\/$/, ''),
+    tokenKey: knownKey(route) ?? upstream.origin,
+  })
+  const fixedUpstreams = new Map(
+    routes.flatMap((route) => (route.upstream instanceof URL ? [[route, upstreamOf(route, route.upstream)] as const] : [])),
+  )
+
   const toDestination = (route: CompiledRoute, requested: Authority, pathAndQuery: string): Destination => {
-    const upstream =
-      route.upstream instanceof URL
-        ? route.upstream
-        : new URL(`${route.upstream.protocol}//${requested.hostname}${route.upstream.port ? `:${route.upstream.port}` : ''}`)
-    const basePath = upstream.pathname === '/' ? '' : upstream.pathname.replace(/\/$/, '')
+    // Not a fixed route, so a wildcard's template.
+    const upstream = fixedUpstreams.get(route) ?? upstreamOf(route, templateUrl(route.upstream as UpstreamTemplate, requested.hostname))
     return {
       label: route.config.host,
       origin: upstream.origin,
-      path: basePath + pathAndQuery,
+      path: upstream.basePath + pathAndQuery,
       host: upstream.host,
-      tokenKey: knownKey(route) ?? upstream.origin,
+      tokenKey: upstream.tokenKey,
     }
   }
 
@@ -107,6 +128,10 @@ function parseAbsoluteTarget(target: string): URL {
   if (url.hostname.split('.').some((label) => label.length > 63)) throw new BadRequestError('request URL host is not a valid host name')
   if (url.hash) throw new BadRequestError('request URL must not carry a fragment')
   return url
+}
+
+function templateUrl(template: UpstreamTemplate, hostname: string): URL {
+  return new URL(`${template.protocol}//${hostname}${template.port ? `:${template.port}` : ''}`)
 }
 
 function normalizeHostname(hostname: string): string {
