@@ -5,7 +5,7 @@ import { type FSWatcher, watch } from 'chokidar'
 import type { Metrics } from '../admin/metrics'
 import { type SidecarError, TokenExpiredError, TokenMalformedError, TokenUnavailableError } from '../errors'
 import type { Logger } from '../log'
-import { maxTokenBytes, type ParsedToken, parseToken } from './token'
+import { isoTime, keyStatus, maxTokenBytes, type ParsedToken, parseToken, tokenLogFields } from './token'
 import type { Token, TokenKeyStatus, TokenSource } from './token-source'
 
 const defaults = {
@@ -165,8 +165,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
   status(): TokenKeyStatus[] {
     const now = this.#now()
     return [...this.#keys.values()].map((state) => {
-      const reason = this.#unavailable(state, now)?.message
-      return { key: state.key, ready: reason === undefined, reason, expiresAt: state.held?.expiresAt, issuedAt: state.held?.issuedAt }
+      return keyStatus(state.key, state.held, this.#unavailable(state, now)?.message)
     })
   }
 
@@ -187,7 +186,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
   #unavailable(state: KeyState, now: number): SidecarError | undefined {
     const { held, problem } = state
     if (held && now < held.expiresAt) return undefined
-    if (held) return new TokenExpiredError(`${state.key}: token expired at ${iso(held.expiresAt)}`, { cause: problem })
+    if (held) return new TokenExpiredError(`${state.key}: token expired at ${isoTime(held.expiresAt)}`, { cause: problem })
     const reason = problem?.message ?? `${state.key}: not read yet`
     return problem instanceof TokenExpiredError
       ? new TokenExpiredError(reason, { cause: problem })
@@ -316,7 +315,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
       return this.#fail(state, new TokenMalformedError(`${state.key}: ${(error as Error).message}`, { cause: error }))
     }
     if (token.expiresAt <= this.#now()) {
-      return this.#fail(state, new TokenExpiredError(`${state.key}: token expired at ${iso(token.expiresAt)}`))
+      return this.#fail(state, new TokenExpiredError(`${state.key}: token expired at ${isoTime(token.expiresAt)}`))
     }
     if (token.fingerprint === state.held?.fingerprint) {
       if (state.problem) this.#logger.info({ key: state.key, fingerprint: token.fingerprint }, 'token file usable again')
@@ -334,10 +333,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
     this.#logger.info(
       {
         key: state.key,
-        fingerprint: token.fingerprint,
-        subject: token.subject,
-        issuedAt: token.issuedAt === undefined ? undefined : iso(token.issuedAt),
-        expiresAt: iso(token.expiresAt),
+        ...tokenLogFields(token),
       },
       'token taken up',
     )
@@ -357,7 +353,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
     state.problem = error
     this.#metrics.tokenFailures.inc({ key: state.key, reason: error.code })
     const { held } = state
-    const serving = held && this.#now() < held.expiresAt ? { fingerprint: held.fingerprint, until: iso(held.expiresAt) } : undefined
+    const serving = held && this.#now() < held.expiresAt ? { fingerprint: held.fingerprint, until: isoTime(held.expiresAt) } : undefined
     this.#logger.warn({ key: state.key, code: error.code, serving }, error.message)
     this.emit('failure', state.key, error)
   }
@@ -366,7 +362,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
     const { held } = state
     if (!held || state.expiryReported || this.#now() < held.expiresAt) return
     state.expiryReported = true
-    const error = new TokenExpiredError(`${state.key}: token expired at ${iso(held.expiresAt)} and no newer token was read`, {
+    const error = new TokenExpiredError(`${state.key}: token expired at ${isoTime(held.expiresAt)} and no newer token was read`, {
       cause: state.problem,
     })
     this.#metrics.tokenFailures.inc({ key: state.key, reason: error.code })
@@ -414,8 +410,4 @@ async function readTokenFile(path: string): Promise<string> {
   } finally {
     await handle.close()
   }
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString()
 }

@@ -3,7 +3,7 @@ import { gcpMetadata } from 'google-auth-library'
 import type { Metrics } from '../admin/metrics'
 import { type SidecarError, TokenExpiredError, TokenMalformedError, TokenUnavailableError } from '../errors'
 import type { Logger } from '../log'
-import { type ParsedToken, parseToken } from './token'
+import { isoTime, keyStatus, type ParsedToken, parseToken, tokenLogFields } from './token'
 import type { Token, TokenKeyStatus, TokenSource } from './token-source'
 
 const defaults = {
@@ -138,8 +138,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
   status(): TokenKeyStatus[] {
     const now = this.#now()
     return [...this.#audiences.values()].map((state) => {
-      const reason = this.#unavailable(state, now)?.message
-      return { key: state.audience, ready: reason === undefined, reason, expiresAt: state.held?.expiresAt, issuedAt: state.held?.issuedAt }
+      return keyStatus(state.audience, state.held, this.#unavailable(state, now)?.message)
     })
   }
 
@@ -155,7 +154,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     const { held, problem } = state
     if (held && now < held.expiresAt - this.#minValidityMs) return undefined
     if (held) {
-      const when = `${now < held.expiresAt ? 'expires' : 'expired'} at ${iso(held.expiresAt)}`
+      const when = `${now < held.expiresAt ? 'expires' : 'expired'} at ${isoTime(held.expiresAt)}`
       const why = state.reason ? `; the metadata server gave no newer one: ${state.reason}` : ''
       return new TokenExpiredError(`${state.audience}: token ${when}${why}`, { cause: problem })
     }
@@ -212,7 +211,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
       throw new FetchProblem(TokenMalformedError, 'the metadata server answered a token for another audience')
     }
     if (token.expiresAt - this.#minValidityMs <= this.#now()) {
-      throw new FetchProblem(TokenExpiredError, `the metadata server answered a token that expires at ${iso(token.expiresAt)}`)
+      throw new FetchProblem(TokenExpiredError, `the metadata server answered a token that expires at ${isoTime(token.expiresAt)}`)
     }
     return token
   }
@@ -228,7 +227,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     // refresh point moves closer to expiry, nothing else changes.
     if (token.fingerprint === state.held?.fingerprint) {
       this.#logger.debug(
-        { key: state.audience, fingerprint: token.fingerprint, refreshAt: iso(state.refreshAt) },
+        { key: state.audience, fingerprint: token.fingerprint, refreshAt: isoTime(state.refreshAt) },
         'the metadata server answered the held token again',
       )
       return
@@ -239,11 +238,8 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     this.#logger.info(
       {
         key: state.audience,
-        fingerprint: token.fingerprint,
-        subject: token.subject,
-        issuedAt: token.issuedAt === undefined ? undefined : iso(token.issuedAt),
-        expiresAt: iso(token.expiresAt),
-        refreshAt: iso(state.refreshAt),
+        ...tokenLogFields(token),
+        refreshAt: isoTime(state.refreshAt),
       },
       recovered ? 'ID token fetched; the metadata server answers again' : 'ID token fetched',
     )
@@ -260,7 +256,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     const { held } = state
     const now = this.#now()
     const serving =
-      held && now < held.expiresAt - this.#minValidityMs ? { fingerprint: held.fingerprint, until: iso(held.expiresAt) } : undefined
+      held && now < held.expiresAt - this.#minValidityMs ? { fingerprint: held.fingerprint, until: isoTime(held.expiresAt) } : undefined
     // One warning per change of reason; the retries that fail the same way go to debug, so an
     // outage does not flood the log.
     this.#logger[repeated ? 'debug' : 'warn']({ key: state.audience, code: error.code, failures: state.failures, serving }, error.message)
@@ -268,7 +264,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
       state.expiryReported = true
       this.#logger.error(
         { key: state.audience, fingerprint: held.fingerprint, code: 'ERR_TOKEN_EXPIRED' },
-        `${state.audience}: held token expired at ${iso(held.expiresAt)} and no newer one could be fetched; answering 503`,
+        `${state.audience}: held token expired at ${isoTime(held.expiresAt)} and no newer one could be fetched; answering 503`,
       )
     }
     this.emit('failure', state.audience, error)
@@ -330,8 +326,4 @@ function classify(error: unknown, timeoutMs: number): FetchProblem {
     return new FetchProblem(TokenUnavailableError, `the metadata server is unreachable (${code})`, error)
   }
   return new FetchProblem(TokenUnavailableError, 'the metadata server request failed', error)
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString()
 }

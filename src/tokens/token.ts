@@ -1,7 +1,7 @@
 import { decodeJwt } from 'jose'
 import { TokenMalformedError } from '../errors'
 import { fingerprint } from './fingerprint'
-import type { Token } from './token-source'
+import type { Token, TokenKeyStatus } from './token-source'
 
 /** Largest token a source accepts; Kubernetes and Google tokens are about 1 KiB. */
 export const maxTokenBytes = 16 * 1024
@@ -37,4 +37,24 @@ export function parseToken(raw: string): ParsedToken {
     audience,
     subject: claims.sub,
   }
+}
+
+/** Times in log lines and reasons. */
+export function isoTime(ms: number): string {
+  return new Date(ms).toISOString()
+}
+
+/** What a log line says about a token: its fingerprint, subject and times, never the token. */
+export function tokenLogFields(token: ParsedToken) {
+  return {
+    fingerprint: token.fingerprint,
+    subject: token.subject,
+    issuedAt: token.issuedAt === undefined ? undefined : isoTime(token.issuedAt),
+    expiresAt: isoTime(token.expiresAt),
+  }
+}
+
+/** A key's readiness as `status()` reports it: ready exactly when no reason stands against the held token. */
+export function keyStatus(key: string, held: Token | undefined, reason: string | undefined): TokenKeyStatus {
+  return { key, ready: reason === undefined, reason, expiresAt: held?.expiresAt, issuedAt: held?.issuedAt }
 }
