@@ -12,8 +12,9 @@ import type { SidecarError } from '../../src/errors'
 import { createFileTokenSource } from '../../src/tokens/file-source'
 import { createGoogleTokenSource } from '../../src/tokens/google-source'
 import type { Token, TokenSource } from '../../src/tokens/token-source'
-import { captureLogger, type RunningEgress, startEgress } from '../helpers/egress'
+import { type RunningEgress, startEgress } from '../helpers/egress'
 import { nextEvent, withLocalMetadataServer } from '../helpers/google-metadata'
+import { captureLogs } from '../helpers/logs'
 import { signToken } from '../helpers/sign-token'
 import { type SocketTracker, trackSockets } from '../helpers/sockets'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
@@ -183,8 +184,8 @@ describe('token file faults, through the proxy', () => {
     now = Date.now()
     dir = await mkdtemp(join(base, 'file-'))
     path = join(dir, 'token')
-    const lines: string[] = []
-    tokens = createFileTokenSource({ logger: captureLogger(lines), metrics: createMetrics(), now: () => now })
+    const { logger } = captureLogs()
+    tokens = createFileTokenSource({ logger, metrics: createMetrics(), now: () => now })
     egress = await startEgress({ TARGET_URL: upstream.url, TOKEN_FILE: path }, { tokenSource: tokens })
   })
 
@@ -310,9 +311,9 @@ describe('metadata server faults, through the proxy (google mode)', () => {
     ['wrong-flavor', 'ERR_TOKEN_UNAVAILABLE'],
   ])('metadata fault %s: %s through the proxy and nothing forwarded, then recovery by itself', async (fault, code) => {
     metadata.server.setFault(fault)
-    const lines: string[] = []
+    const { logger, raw: lines } = captureLogs()
     const tokens = createGoogleTokenSource({
-      logger: captureLogger(lines),
+      logger,
       metrics: createMetrics(),
       retryInitialDelayMs: 40,
       retryMaxDelayMs: 80,

@@ -7,8 +7,9 @@ import { createAtomicWriter } from '../../src/demo/kubelet'
 import { fingerprint } from '../../src/tokens/fingerprint'
 import { createGoogleTokenSource } from '../../src/tokens/google-source'
 import { curl } from '../helpers/clients'
-import { captureLogger, startEgress } from '../helpers/egress'
+import { startEgress } from '../helpers/egress'
 import { nextEvent, withLocalMetadataServer } from '../helpers/google-metadata'
+import { captureLogs } from '../helpers/logs'
 import { signToken } from '../helpers/sign-token'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
@@ -73,8 +74,7 @@ describe('google mode', () => {
   test('each route gets an ID token for its own audience, fetched once however many requests', async () => {
     const routes = join(dir, 'google-routes.json')
     writeFileSync(routes, JSON.stringify({ routes: [{ host: 'second.test', upstream: upstream.url, audience: 'https://second.example' }] }))
-    const lines: string[] = []
-    const logger = captureLogger(lines)
+    const { logger } = captureLogs()
     const tokenSource = createGoogleTokenSource({ logger, metrics: createMetrics() })
     const egress = await startEgress(
       { CLIENT_MODE: 'google', TARGET_URL: upstream.url, AUDIENCE: 'https://first.example', ROUTES_FILE: routes },

@@ -1,11 +1,8 @@
-import { EventEmitter } from 'node:events'
 import { request } from 'node:http'
-import { Writable } from 'node:stream'
 import { exportSPKI, generateKeyPair, importJWK, SignJWT } from 'jose'
 import type { Metrics } from '../../src/admin/metrics'
 import type { VerifierConfig } from '../../src/config'
 import type { LocalIssuer } from '../../src/demo/issuer'
-import { createLogger, type Logger } from '../../src/log'
 
 /** Every timer jest could fake except Date: time moves only by `jest.setSystemTime`, while sockets and timeouts stay real. */
 export function fakeDateOnly(now = Date.UTC(2030, 0, 1)): void {
@@ -32,46 +29,6 @@ export function fakeDateOnly(now = Date.UTC(2030, 0, 1)): void {
 
 export function advanceClock(ms: number): void {
   jest.setSystemTime(Date.now() + ms)
-}
-
-export interface CapturedLogs {
-  logger: Logger
-  lines: Array<Record<string, unknown>>
-  /** Resolves with the first line from index `since` on, already written or still to come, that satisfies `match`. */
-  waitFor(match: (line: Record<string, unknown>) => boolean, since?: number): Promise<Record<string, unknown>>
-  /** The last "request refused" line. */
-  lastRefusal(): Record<string, unknown> | undefined
-}
-
-/** A real pino logger writing JSON lines into memory. */
-export function captureLogs(): CapturedLogs {
-  const lines: Array<Record<string, unknown>> = []
-  const events = new EventEmitter()
-  const destination = new Writable({
-    write(chunk, _encoding, done) {
-      const line = JSON.parse(String(chunk)) as Record<string, unknown>
-      lines.push(line)
-      events.emit('line', line)
-      done()
-    },
-  })
-  return {
-    logger: createLogger({ level: 'debug', destination }),
-    lines,
-    waitFor(match, since = 0) {
-      const seen = lines.slice(since).find(match)
-      if (seen) return Promise.resolve(seen)
-      return new Promise((resolve) => {
-        const listener = (line: Record<string, unknown>) => {
-          if (!match(line)) return
-          events.off('line', listener)
-          resolve(line)
-        }
-        events.on('line', listener)
-      })
-    },
-    lastRefusal: () => lines.filter((line) => String(line.msg).startsWith('request refused')).at(-1),
-  }
 }
 
 export const audience = 'https://auth-server.test'

@@ -7,7 +7,8 @@ import { createIngressServer, type IngressServer } from '../../src/ingress/serve
 import { closeGracefully, listen } from '../../src/lifecycle'
 import { createVerifier } from '../../src/verify/verifier'
 import { curl } from '../helpers/clients'
-import { audience, captureLogs } from '../helpers/issuer-fixtures'
+import { audience } from '../helpers/issuer-fixtures'
+import { captureLogs } from '../helpers/logs'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let issuer: LocalIssuer

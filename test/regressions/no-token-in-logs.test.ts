@@ -22,9 +22,10 @@ import { createGoogleTokenSource } from '../../src/tokens/google-source'
 import { runAuthServer } from '../../src/verify/auth-server'
 import { createVerifier } from '../../src/verify/verifier'
 import { curl } from '../helpers/clients'
-import { captureLogger, type RunningEgress, startEgress } from '../helpers/egress'
+import { type RunningEgress, startEgress } from '../helpers/egress'
 import { googleIdTokenMinter, nextEvent } from '../helpers/google-metadata'
-import { audience, bearer, captureLogs, get, tampered, verifierConfig } from '../helpers/issuer-fixtures'
+import { audience, bearer, get, tampered, verifierConfig } from '../helpers/issuer-fixtures'
+import { captureLogs } from '../helpers/logs'
 import { signToken } from '../helpers/sign-token'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
@@ -240,8 +241,7 @@ test('auth-server and ingress: valid, invalid, expired, denied tokens', async ()
 })
 
 test('token sources: bad files and metadata server faults', async () => {
-  const lines: string[] = []
-  const logger = captureLogger(lines)
+  const { logger, raw: lines } = captureLogs()
   const metrics = createMetrics()
   const files = createFileTokenSource({ logger, metrics })
   const malformed = [(await token()).slice(0, 200), `${await token()}\n${await token()}`, `${await token()}.extra`, `  ${await token()}x!`]

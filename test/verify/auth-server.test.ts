@@ -2,7 +2,8 @@ import type { AuthServerConfig } from '../../src/config'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { ConfigError } from '../../src/errors'
 import { type AuthServerService, runAuthServer } from '../../src/verify/auth-server'
-import { audience, bearer, captureLogs, get, verifierConfig } from '../helpers/issuer-fixtures'
+import { audience, bearer, get, verifierConfig } from '../helpers/issuer-fixtures'
+import { captureLogs } from '../helpers/logs'
 
 function config(issuer: LocalIssuer, allowedSubjects: string[] = []): AuthServerConfig {
   return {

@@ -4,7 +4,8 @@ import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { SubjectNotAllowedError } from '../../src/errors'
 import { type CachedVerification, createVerifiedTokenCache, type VerifiedTokenCache } from '../../src/verify/cache'
 import { createVerifier, type Verifier, verifierDefaults } from '../../src/verify/verifier'
-import { advanceClock, audience, captureLogs, counterValue, fakeDateOnly, verifierConfig } from '../helpers/issuer-fixtures'
+import { advanceClock, audience, counterValue, fakeDateOnly, verifierConfig } from '../helpers/issuer-fixtures'
+import { captureLogs } from '../helpers/logs'
 
 const entry = (expiresAt: number): CachedVerification => ({ claims: { sub: 's' }, issuer: 'i', kid: 'k', expiresAt })
 

@@ -5,7 +5,8 @@ import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { IssuerUnavailableError } from '../../src/errors'
 import { createIssuerFetch } from '../../src/verify/issuer-fetch'
 import { createVerifier } from '../../src/verify/verifier'
-import { audience, captureLogs, verifierConfig } from '../helpers/issuer-fixtures'
+import { audience, verifierConfig } from '../helpers/issuer-fixtures'
+import { captureLogs } from '../helpers/logs'
 import { createTestCertificates } from '../helpers/tls'
 
 /** What an API server whose discovery is only reachable in-cluster looks like: HTTPS under the cluster CA, and only for authenticated callers. */

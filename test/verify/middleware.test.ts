@@ -5,7 +5,8 @@ import { listen } from '../../src/lifecycle'
 import { createExpressAuth } from '../../src/verify/express'
 import { createAuthHandler } from '../../src/verify/middleware'
 import { createVerifier, type Verifier } from '../../src/verify/verifier'
-import { audience, bearer, captureLogs, get, verifierConfig } from '../helpers/issuer-fixtures'
+import { audience, bearer, get, verifierConfig } from '../helpers/issuer-fixtures'
+import { captureLogs } from '../helpers/logs'
 
 let issuer: LocalIssuer
 let verifier: Verifier

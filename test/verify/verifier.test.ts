@@ -10,8 +10,6 @@ import {
   advanceClock,
   audience,
   bearer,
-  type CapturedLogs,
-  captureLogs,
   claimsOf,
   counterValue,
   fakeDateOnly,
@@ -22,6 +20,7 @@ import {
   unsignedToken,
   verifierConfig,
 } from '../helpers/issuer-fixtures'
+import { type CapturedLogs, captureLogs } from '../helpers/logs'
 
 let issuer: LocalIssuer
 let other: LocalIssuer
