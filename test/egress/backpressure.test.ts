@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type IncomingMessage, request, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { Writable } from 'node:stream'
 import { setTimeout as delay } from 'node:timers/promises'
 import { createAtomicWriter } from '../../src/demo/kubelet'
 import { listen } from '../../src/lifecycle'
@@ -32,6 +33,20 @@ async function startServer(
   return { server, url: `http://127.0.0.1:${port}` }
 }
 
+/** Writes `total` bytes as the stream accepts them (waiting for 'drain'), then ends it; returns the count written so far. */
+function writeRespectingBackpressure(stream: Writable): () => number {
+  let written = 0
+  const pump = () => {
+    while (written < total) {
+      written += chunk.length
+      if (!stream.write(chunk)) return void stream.once('drain', pump)
+    }
+    stream.end()
+  }
+  pump()
+  return () => written
+}
+
 /** Waits until `progress()` has not moved for `quietMs`, at most `attempts` windows; returns its value then. */
 async function settled(progress: () => number, quietMs: number, attempts = 50): Promise<number> {
   let last = -1
@@ -52,23 +67,16 @@ async function withEgress(upstreamUrl: string, run: (egress: RunningEgress) => P
 }
 
 test('download: a client that stops reading stops the upstream, and resuming delivers every byte', async () => {
-  let written = 0
+  let written = () => 0
   const upstream = await startServer((_req, res) => {
     res.writeHead(200, { 'content-length': total })
-    const pump = () => {
-      while (written < total) {
-        written += chunk.length
-        if (!res.write(chunk)) return void res.once('drain', pump)
-      }
-      res.end()
-    }
-    pump()
+    written = writeRespectingBackpressure(res)
   })
   try {
     await withEgress(upstream.url, async (egress) => {
       const response = await new Promise<IncomingMessage>((resolve) => request(`${egress.url}/big`, resolve).end())
       response.pause()
-      const stalledAt = await settled(() => written, 200)
+      const stalledAt = await settled(() => written(), 200)
       expect(stalledAt).toBeLessThan(boundedBytes)
       let received = 0
       response.on('data', (data: Buffer) => {
@@ -100,19 +108,11 @@ test('upload: an upstream that stops reading stops the client, and resuming deli
   })
   try {
     await withEgress(upload.url, async (egress) => {
-      let sent = 0
       const client = request(`${egress.url}/upload`, { method: 'POST', headers: { 'content-length': total } })
       const answered = new Promise<IncomingMessage>((resolve) => client.once('response', resolve))
-      const pump = () => {
-        while (sent < total) {
-          sent += chunk.length
-          if (!client.write(chunk)) return void client.once('drain', pump)
-        }
-        client.end()
-      }
-      pump()
+      const sent = writeRespectingBackpressure(client)
       const upstreamRequest = await arrived
-      const stalledAt = await settled(() => sent, 200)
+      const stalledAt = await settled(sent, 200)
       expect(stalledAt).toBeLessThan(boundedBytes)
       upstreamRequest.resume()
       const response = await answered
