@@ -1,127 +1,144 @@
 #!/usr/bin/env node
-import { type ParseArgsConfig, parseArgs } from 'node:util'
-import { type Env, loadAuthServerConfig, loadClientConfig, loadEgressConfig, loadIngressConfig } from './config'
-import { ConfigError } from './errors'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  type Command as ConfigCommand,
+  type Env,
+  loadAuthServerConfig,
+  loadClientConfig,
+  loadEgressConfig,
+  loadIngressConfig,
+} from './config'
+import { environmentHelp } from './config/help'
+import { ConfigError, ListenError } from './errors'
 import type { Service } from './lifecycle'
-import { createLogger, type Logger } from './log'
+import { createLogger } from './log'
 
-interface Command {
-  summary: string
-  usage: string
-  start(env: Env, args: string[]): Promise<Service>
+/** A flag besides `--help` and `--version`: a string value (`--duration 30`) or a switch (`--json`). */
+interface Flag {
+  type: 'string' | 'boolean'
+  /** The value's placeholder in `--help`: `SECONDS`. */
+  value?: string
+  doc: string
 }
 
-const commands: Record<string, Command> = {
+type FlagValues = Record<string, string | boolean | undefined>
+
+/**
+ * One entry per command. To add a command: add an entry here (its runner in `src/commands/`,
+ * loaded lazily), its variables as rows of `src/config/variables.ts` with the command's name, and a
+ * loader in `src/config/index.ts`. `--help`, `--version` and the refusal of unknown flags come free.
+ */
+interface CommandEntry {
+  summary: string
+  /** `--help` text between the summary and the variables. */
+  details?: string
+  /** The rows of the config table this command reads, listed by `--help`. */
+  environment?: ConfigCommand
+  flags?: Record<string, Flag>
+  start(env: Env, flags: FlagValues): Promise<Service>
+}
+
+const commands: Record<string, CommandEntry> = {
   egress: {
     summary: "outbound proxy that adds this workload's token to requests for configured hosts",
-    usage: `Clients send plain HTTP to LISTEN_ADDR, as their HTTP_PROXY or as a reverse proxy for TARGET_URL.
-
-  CLIENT_MODE   kubernetes | google                     (default kubernetes)
-  TOKEN_FILE    projected service-account token          (default /var/run/secrets/tokens/token)
-  TARGET_URL    upstream of origin-form requests; its host also gets tokens as HTTP_PROXY
-  AUDIENCE      google mode: ID token audience for TARGET_URL (default its origin)
-  ROUTES_FILE   YAML/JSON routes: host, upstream, audience, tokenFile
-  LISTEN_ADDR   proxy listener                           (default 127.0.0.1:15080)
-  ADMIN_ADDR    /healthz /readyz /metrics                (default 0.0.0.0:15081)
-  TOKEN_HEADER  header carrying "Bearer <token>"         (default Authorization)
-  KEEP_CLIENT_TOKEN  forward a client's own TOKEN_HEADER (default false: overwrite)
-  UPSTREAM_TIMEOUT   seconds to wait for response headers, then 504 (default 30)
-  UPSTREAM_CA_FILE   PEM CAs trusted for HTTPS upstreams besides Node's store
-  SHUTDOWN_TIMEOUT   seconds SIGTERM waits for in-flight requests   (default 15)
-  LOG_LEVEL     trace|debug|info|warn|error              (default info)
-  GCE_METADATA_HOST  google mode: metadata server host:port (default 169.254.169.254)`,
+    details: 'Clients send plain HTTP to LISTEN_ADDR, as their HTTP_PROXY or as a reverse proxy for TARGET_URL.',
+    environment: 'egress',
     async start(env) {
-      const { runEgress } = await import('./egress/run.js')
+      const { runEgress } = await import('./commands/egress.js')
       const config = loadEgressConfig(env)
       return runEgress(config, createLogger({ level: config.logLevel }))
     },
   },
   'auth-server': {
     summary: "demo server that verifies every request's bearer token and answers with the caller's identity",
-    usage: `  ID_ISSUER         trusted issuer URL(s), comma-separated (required)
-  JWT_AUDIENCE      the aud a token must carry (required)
-  ALLOWED_SUBJECTS  exact sub, system:serviceaccount:NS:*, or Google SA email (default any)
-  ISSUER_DISCOVERY_URL  fetch discovery here instead of <issuer>/.well-known/openid-configuration
-  ISSUER_JWKS_URL   fetch keys here and skip discovery (one issuer only)
-  ISSUER_CA_FILE    PEM CA bundle for discovery and key fetches
-  ISSUER_TOKEN_FILE bearer token file sent on discovery and key fetches
-  CLOCK_TOLERANCE   seconds of clock skew allowed        (default 30)
-  MAX_TOKEN_AGE     seconds since iat after which a token is refused (default 86400)
-  VERIFY_CACHE_SIZE verified tokens remembered; 0 = off  (default 10000)
-  PORT              listen port                          (default 8080)
-  ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15081)
-  SHUTDOWN_TIMEOUT  seconds SIGTERM waits for in-flight requests (default 15)
-  LOG_LEVEL         (default info)`,
+    environment: 'auth-server',
     async start(env) {
-      const { runAuthServer } = await import('./verify/auth-server.js')
+      const { runAuthServer } = await import('./commands/auth-server.js')
       const config = loadAuthServerConfig(env)
       return runAuthServer(config, createLogger({ level: config.logLevel }))
     },
   },
   ingress: {
     summary: 'verifying reverse proxy: forwards only requests with a valid token to UPSTREAM_URL',
-    usage: `  ID_ISSUER, JWT_AUDIENCE, ALLOWED_SUBJECTS, ISSUER_DISCOVERY_URL, ISSUER_JWKS_URL, ISSUER_CA_FILE,
-  ISSUER_TOKEN_FILE, CLOCK_TOLERANCE, MAX_TOKEN_AGE, VERIFY_CACHE_SIZE: as for auth-server, plus
-  UPSTREAM_URL      the app to protect (required)
-  PORT              listen port when LISTEN_ADDR is unset (default 8080)
-  LISTEN_ADDR       listener                             (default 0.0.0.0:$PORT)
-  ADMIN_ADDR        /healthz /readyz /metrics            (default 0.0.0.0:15082)
-  UPSTREAM_TIMEOUT  seconds to wait for response headers (default 30)
-  SHUTDOWN_TIMEOUT  seconds SIGTERM waits for in-flight requests (default 15)
-  LOG_LEVEL         (default info)
-  The app receives x-auth-subject, x-auth-issuer, x-auth-email, x-auth-namespace,
-  x-auth-service-account, x-auth-pod; never the token.`,
+    details:
+      'The app receives x-auth-subject, x-auth-issuer, x-auth-email, x-auth-namespace, x-auth-service-account, x-auth-pod; never the token.',
+    environment: 'ingress',
     async start(env) {
-      const { runIngress } = await import('./ingress/run.js')
+      const { runIngress } = await import('./commands/ingress.js')
       const config = loadIngressConfig(env)
       return runIngress(config, createLogger({ level: config.logLevel }))
     },
   },
   client: {
     summary: 'demo loop: GET TARGET_URL every INTERVAL seconds through HTTP_PROXY, one line per answer',
-    usage: `  TARGET_URL  what to call (required)
-  INTERVAL    seconds between requests                 (default 2)
-  HTTP_PROXY / http_proxy, NO_PROXY / no_proxy are honoured
-  LOG_LEVEL   (default info)`,
+    environment: 'client',
     async start(env) {
-      const { runClient } = await import('./demo/client.js')
+      const { runClient } = await import('./commands/client.js')
       const config = loadClientConfig(env)
       return runClient(config, createLogger({ level: config.logLevel }))
     },
   },
   demo: {
     summary: 'the whole flow on loopback: issuer, kubelet rotation, auth-server, egress, client',
-    usage: `  --duration SECONDS   stop by itself after this long, print a summary, exit 0 if every request succeeded
-  --mode kubernetes|google   token from a rotated projected file (default) or a local metadata server`,
-    async start(env, args) {
-      const values = parseFlags(args, { duration: { type: 'string' }, mode: { type: 'string' } })
-      const { runDemo, parseDemoOptions } = await import('./demo/run.js')
-      return runDemo(parseDemoOptions(values), env)
+    flags: {
+      duration: {
+        type: 'string',
+        value: 'SECONDS',
+        doc: 'stop by itself after this long, print a summary, exit 0 if every request succeeded',
+      },
+      mode: { type: 'string', value: 'kubernetes|google', doc: 'token from a rotated projected file (default) or a local metadata server' },
+    },
+    async start(env, flags) {
+      const { runDemo, parseDemoOptions } = await import('./commands/demo.js')
+      const text = (flag: string) => (typeof flags[flag] === 'string' ? flags[flag] : undefined)
+      return runDemo(parseDemoOptions({ duration: text('duration'), mode: text('mode') }), env)
     },
   },
 }
 
-/** Flags parsed strictly; an unknown or valueless flag is bad configuration (exit 2), like a bad variable. */
-function parseFlags<T extends ParseArgsConfig['options']>(args: string[], options: T) {
+/** Flags parsed strictly for every command; an unknown or valueless flag is bad configuration (exit 2), like a bad variable. */
+function parseFlags(name: string, args: string[], flags: Record<string, Flag> = {}): FlagValues {
+  const options = Object.fromEntries(Object.entries(flags).map(([flag, { type }]) => [flag, { type }]))
   try {
-    return parseArgs({ args, options, strict: true }).values
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values
   } catch (error) {
-    throw new ConfigError(`invalid flags: ${(error as Error).message}`)
+    throw new ConfigError(`invalid flags: ${(error as Error).message.split('\n')[0]} (see bearer-sidecar ${name} --help)`)
   }
+}
+
+function version(): string {
+  // dist/cli.js and src/cli.ts both sit one level below package.json (the image copies it to /app).
+  return (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version
 }
 
 function usage(): string {
   const lines = Object.entries(commands).map(([name, command]) => `  ${name.padEnd(12)} ${command.summary}`)
-  return `Usage: bearer-sidecar <command> [--help]\n\nCommands:\n${lines.join('\n')}\n`
+  return `Usage: bearer-sidecar <command> [--help] [--version]\n\nCommands:\n${lines.join('\n')}\n`
 }
 
-function commandHelp(name: string, command: Command): string {
-  return `Usage: bearer-sidecar ${name}${name === 'demo' ? ' [--duration SECONDS] [--mode kubernetes|google]' : ''}\n\n${command.summary}\n\n${command.usage}\n`
+function commandHelp(name: string, command: CommandEntry): string {
+  const flags = Object.entries(command.flags ?? {})
+  const synopsis = flags.map(([flag, { value }]) => ` [--${flag}${value ? ` ${value}` : ''}]`).join('')
+  const sections = [`Usage: bearer-sidecar ${name}${synopsis} [--help] [--version]`, command.summary]
+  if (command.details) sections.push(command.details)
+  if (flags.length > 0) {
+    sections.push(`Flags:\n${flags.map(([flag, { value, doc }]) => `  --${flag}${value ? ` ${value}` : ''}\n      ${doc}`).join('\n')}`)
+  }
+  if (command.environment) sections.push(environmentHelp(command.environment))
+  return `${sections.join('\n\n')}\n`
 }
+
+const isHelp = (arg: string) => arg === '--help' || arg === '-h'
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`${version()}\n`)
+    return 0
+  }
+  if (!name || isHelp(name) || name === 'help') {
     process.stdout.write(usage())
     return name ? 0 : 2
   }
@@ -130,11 +147,16 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command "${name}"\n\n${usage()}`)
     return 2
   }
-  if (args.includes('--help') || args.includes('-h')) {
+  if (args.some(isHelp)) {
     process.stdout.write(commandHelp(name, command))
     return 0
   }
-  const service = await command.start(process.env, args)
+  if (args.includes('--version')) {
+    process.stdout.write(`${version()}\n`)
+    return 0
+  }
+  const flags = parseFlags(name, args, command.flags)
+  const service = await command.start(process.env, flags)
   return waitForEnd(service)
 }
 
@@ -160,13 +182,17 @@ function waitForEnd(service: Service): Promise<number> {
   })
 }
 
-function fail(error: unknown, logger?: Logger): number {
+/** Exit codes: 2 invalid configuration or flags; 1 a listener that cannot bind, or any other failure to start. */
+function fail(error: unknown): number {
   if (error instanceof ConfigError) {
     process.stderr.write(`bearer-sidecar: ${error.message}\n`)
     return 2
   }
-  if (logger) logger.fatal({ err: error }, 'failed to start')
-  else process.stderr.write(`bearer-sidecar: ${(error as Error)?.stack ?? String(error)}\n`)
+  if (error instanceof ListenError) {
+    process.stderr.write(`bearer-sidecar: ${error.message}\n`)
+    return 1
+  }
+  process.stderr.write(`bearer-sidecar: ${(error as Error)?.stack ?? String(error)}\n`)
   return 1
 }
 

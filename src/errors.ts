@@ -20,6 +20,12 @@ export class ConfigError extends SidecarError {
   readonly statusCode = 500
 }
 
+/** A listener cannot bind its address (in use, not on this host, privileged port): the process exits 1 with this message. */
+export class ListenError extends SidecarError {
+  readonly code = 'ERR_LISTEN' as const
+  readonly statusCode = 500
+}
+
 /** No valid token is held for the destination: never forward without one. */
 export class TokenUnavailableError extends SidecarError {
   readonly code = 'ERR_TOKEN_UNAVAILABLE' as const

@@ -1,5 +1,3 @@
-export type { Metrics } from './admin/metrics'
-export { createMetrics, registerTokenGauges } from './admin/metrics'
 export type { AuthServerConfig, EgressConfig, IngressConfig, RouteConfig, VerifierConfig } from './config'
 export { loadAuthServerConfig, loadEgressConfig, loadIngressConfig } from './config'
 export type { EgressServer, EgressServerOptions } from './egress/server'
@@ -8,6 +6,7 @@ export {
   BadRequestError,
   ConfigError,
   IssuerUnavailableError,
+  ListenError,
   SidecarError,
   SubjectNotAllowedError,
   TokenExpiredError,
@@ -20,6 +19,8 @@ export {
 export type { IngressServer, IngressServerOptions } from './ingress/server'
 export { createIngressServer } from './ingress/server'
 export { createLogger } from './log'
+export type { Metrics } from './metrics'
+export { createMetrics, registerTokenGauges } from './metrics'
 export type { FileTokenSourceOptions } from './tokens/file-source'
 export { createFileTokenSource } from './tokens/file-source'
 export type { GoogleTokenSourceOptions } from './tokens/google-source'

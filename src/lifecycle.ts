@@ -1,7 +1,8 @@
 import { once } from 'node:events'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { Address } from './config'
+import { type Address, showAddress } from './config'
+import { ListenError } from './errors'
 
 /** A running command: the CLI calls `close()` on SIGTERM; `finished`, when present, ends the process with its exit code. */
 export interface Service {
@@ -9,10 +10,25 @@ export interface Service {
   finished?: Promise<number>
 }
 
-/** Listens and resolves with the bound address (port 0 picks a free port). */
+/** Why an address cannot be bound, by `errno` code: what the one-line start failure says. */
+const listenProblems: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'address not available on this host',
+  EACCES: 'permission denied (a port below 1024 needs privileges)',
+}
+
+/** Listens and resolves with the bound address (port 0 picks a free port); rejects with `ListenError` naming the address. */
 export async function listen(server: Server, address: Address): Promise<AddressInfo> {
   server.listen(address.port, address.host)
-  await once(server, 'listening')
+  try {
+    await once(server, 'listening')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? ''
+    throw new ListenError(
+      `cannot listen on ${showAddress(address)}: ${listenProblems[code] ?? (error as Error).message} (${code || 'error'})`,
+      { cause: error },
+    )
+  }
   return server.address() as AddressInfo
 }
 

@@ -8,7 +8,7 @@ describe('egress configuration', () => {
     expect(config.admin).toEqual({ host: '0.0.0.0', port: 15081 })
     expect(config.clientMode).toBe('kubernetes')
     expect(config.tokenHeaders).toEqual(['Authorization'])
-    expect(config.upstreamTimeoutMs).toBe(defaults.upstreamTimeout * 1000)
+    expect(config.upstreamTimeoutMs).toBe(Number(defaults.upstreamTimeout) * 1000)
     expect(config.routes).toEqual([
       { host: 'auth-server:8080', upstream: 'http://auth-server:8080', audience: undefined, tokenFile: defaults.tokenFile },
     ])

@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http'
-import type { Metrics } from './metrics'
+import type { Metrics } from '../metrics'
 
 export interface Readiness {
   ready: boolean

@@ -61,7 +61,7 @@ export function startClientLoop(config: ClientConfig, logger: Logger, options: C
       const { code, name } = error as { code?: unknown; name?: string }
       const reason = typeof code === 'string' ? code : (name ?? 'error')
       answer = { error: reason }
-      logger.warn({ error: reason }, `request failed: ${reason}`)
+      logger.warn({ code: reason }, `request failed: ${reason}`)
     }
     options.onAnswer?.(answer)
   }
@@ -83,11 +83,4 @@ export function startClientLoop(config: ClientConfig, logger: Logger, options: C
       return closing
     },
   }
-}
-
-export async function runClient(config: ClientConfig, logger: Logger): Promise<Service> {
-  logger.info(
-    `client GET ${config.targetUrl.href} every ${config.intervalMs / 1000}s (proxy: ${process.env.HTTP_PROXY ?? process.env.http_proxy ?? 'none'})`,
-  )
-  return startClientLoop(config, logger)
 }

@@ -45,7 +45,7 @@ type Tone = keyof typeof ansi
 /** The egress's per-request debug line: the status it answered and the fingerprint of the token it sent. */
 interface EgressRequest {
   status?: number
-  tokenFingerprint?: string
+  fingerprint?: string
 }
 
 /** How long an answer waits for the egress's line about its request (which nearly always comes first). */
@@ -73,7 +73,7 @@ export function createTimeline(options: TimelineOptions): Timeline {
   }
 
   const printAnswer = (answer: ClientAnswer, request?: EgressRequest) => {
-    const token = request?.tokenFingerprint
+    const token = request?.fingerprint
     if (answer.status === 200) {
       if (token) tokens.add(token)
       let who = answer.body ?? ''
@@ -103,7 +103,7 @@ export function createTimeline(options: TimelineOptions): Timeline {
   const logged = (component: string, entry: Record<string, unknown>) => {
     const level = typeof entry.level === 'number' ? entry.level : 0
     if (component === 'egress' && entry.msg === 'request' && 'status' in entry) {
-      const request = { status: entry.status as number, tokenFingerprint: entry.tokenFingerprint as string | undefined }
+      const request = { status: entry.status as number, fingerprint: entry.fingerprint as string | undefined }
       if (waiting) flushWaiting(request)
       else egressRequests.push(request)
     } else if (component === 'egress' && typeof entry.fingerprint === 'string' && typeof entry.expiresAt === 'string') {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { rootCertificates } from 'node:tls'
 import { Agent, type Dispatcher } from 'undici'
+import { fixedTimeouts } from '../config'
 import { responseHeaders } from './headers'
 import { toUpstreamError } from './upstream-error'
 
@@ -36,7 +37,7 @@ export interface Forwarder {
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const agent = new Agent({
     connect: {
-      timeout: Math.min(options.upstreamTimeoutMs, 10_000),
+      timeout: Math.min(options.upstreamTimeoutMs, fixedTimeouts.connectMs),
       ...(options.extraCa ? { ca: [...rootCertificates, options.extraCa] } : {}),
     },
     headersTimeout: options.upstreamTimeoutMs,

@@ -1,4 +1,4 @@
-import type { Metrics } from '../admin/metrics'
+import type { Metrics } from '../metrics'
 
 /**
  * The per-request metric updates of the proxy, with each label set's child looked up once: on the

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { EgressConfig, RouteConfig } from '../config'
+import { normalizeHost, splitRouteHost, type UpstreamTemplate, upstreamTemplate } from '../config/routes'
 import { BadRequestError } from '../errors'
 
 /** Where one request goes, and with which token. Decided from the request target alone. */
@@ -20,12 +21,6 @@ interface Authority {
   /** Lowercase, no trailing dot. */
   hostname: string
   port: number
-}
-
-/** A wildcard route's upstream: the requested host, over this scheme and port. */
-interface UpstreamTemplate {
-  protocol: 'http:' | 'https:'
-  port: string
 }
 
 interface Upstream {
@@ -57,6 +52,11 @@ export interface Router {
  * client using us as HTTP_PROXY) goes by the URL's authority: a matching route sends it to its
  * upstream with the route's token, anything else is forwarded as addressed with no token. The Host
  * header, userinfo and X-Forwarded-* never enter the decision.
+ *
+ * TARGET_URL's path is the base of origin-form requests only: their client does not know it. A
+ * client using us as HTTP_PROXY names the whole URL itself, so an absolute-form request to
+ * TARGET_URL's host keeps the path it names. A routes-file `upstream` with a path is an explicit
+ * rewrite and applies to every request of its route.
  */
 export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUrl' | 'routes'>): Router {
   const routes = config.routes.map(compile)
@@ -79,13 +79,13 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
     routes.flatMap((route) => (route.upstream instanceof URL ? [[route, upstreamOf(route, route.upstream)] as const] : [])),
   )
 
-  const toDestination = (route: CompiledRoute, requested: Authority, pathAndQuery: string): Destination => {
+  const toDestination = (route: CompiledRoute, requested: Authority, pathAndQuery: string, withBasePath = true): Destination => {
     // Not a fixed route, so a wildcard's template.
     const upstream = fixedUpstreams.get(route) ?? upstreamOf(route, templateUrl(route.upstream as UpstreamTemplate, requested.hostname))
     return {
       label: route.config.host,
       origin: upstream.origin,
-      path: upstream.basePath + pathAndQuery,
+      path: (withBasePath ? upstream.basePath : '') + pathAndQuery,
       host: upstream.host,
       tokenKey: upstream.tokenKey,
     }
@@ -103,10 +103,10 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
         return toDestination(targetRoute, { hostname: '', port: 0 }, target)
       }
       const url = parseAbsoluteTarget(target)
-      const requested = { hostname: normalizeHostname(url.hostname), port: url.port ? Number(url.port) : 80 }
+      const requested = { hostname: normalizeHost(url.hostname), port: url.port ? Number(url.port) : 80 }
       const pathAndQuery = url.pathname + url.search
       const route = routes.find((candidate) => matches(candidate, requested))
-      if (route) return toDestination(route, requested, pathAndQuery)
+      if (route) return toDestination(route, requested, pathAndQuery, route !== targetRoute)
       return { label: 'passthrough', origin: url.origin, path: pathAndQuery, host: url.host }
     },
   }
@@ -134,21 +134,9 @@ function templateUrl(template: UpstreamTemplate, hostname: string): URL {
   return new URL(`${template.protocol}//${hostname}${template.port ? `:${template.port}` : ''}`)
 }
 
-function normalizeHostname(hostname: string): string {
-  return hostname.toLowerCase().replace(/\.$/, '')
-}
-
+/** A route as config wrote it, taken apart by config's own rules (`config/routes.ts`). */
 function compile(config: RouteConfig): CompiledRoute {
-  const [, name, port] = /^(.*?)(?::(\d+))?$/.exec(config.host) as RegExpExecArray
-  const wildcard = name.startsWith('*.')
-  const template = /^(https?:)\/\/\*(?::(\d+))?$/.exec(config.upstream)
-  return {
-    config,
-    host: wildcard ? name.slice(1) : name,
-    wildcard,
-    port: port ? Number(port) : 80,
-    upstream: template ? { protocol: template[1] as 'http:' | 'https:', port: template[2] ?? '' } : new URL(config.upstream),
-  }
+  return { config, ...splitRouteHost(config.host), upstream: upstreamTemplate(config.upstream) ?? new URL(config.upstream) }
 }
 
 function matches(route: CompiledRoute, requested: Authority): boolean {

@@ -1,9 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Metrics } from '../admin/metrics'
-import type { EgressConfig } from '../config'
+import { type EgressConfig, fixedTimeouts } from '../config'
 import { SidecarError, UpstreamUnreachableError } from '../errors'
 import type { Logger } from '../log'
+import type { Metrics } from '../metrics'
 import type { TokenSource } from '../tokens/token-source'
 import { createClientErrorHandler } from './client-error'
 import { createForwarder, type Forwarder } from './forward'
@@ -20,7 +20,7 @@ export interface EgressServerOptions {
   tokenSource: TokenSource
   logger: Logger
   metrics: Metrics
-  /** Milliseconds a client may take to send its request headers (then 408). Default 10 s. */
+  /** Milliseconds a client may take to send its request headers (then 408). Default `fixedTimeouts.clientHeadersMs`. */
   headersTimeoutMs?: number
 }
 
@@ -57,35 +57,32 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
     const headers = endToEndHeaders(req.headers, keep)
     headers.host = destination.host
     appendForwarding(headers, req.socket.remoteAddress)
-    const tokenFingerprint = await setToken(destination, headers)
-    return { headers, tokenFingerprint }
+    const fingerprint = await setToken(destination, headers)
+    return { headers, fingerprint }
   }
 
   const handleRequest = async (req: IncomingMessage, res: ServerResponse) => {
     const started = performance.now()
     let label = 'none'
-    let tokenFingerprint: string | undefined
+    let fingerprint: string | undefined
     try {
       const destination = router.resolve(req)
       label = destination.label
       const prepared = await upstreamHeaders(req, destination)
-      tokenFingerprint = prepared.tokenFingerprint
+      fingerprint = prepared.fingerprint
       const forwardedAt = performance.now()
       await forwarder.forward(req, res, { origin: destination.origin, path: destination.path, headers: prepared.headers }, () =>
         requestMetrics.observeUpstream(label, (performance.now() - forwardedAt) / 1000),
       )
     } catch (error) {
       const answer = error instanceof SidecarError ? error : new UpstreamUnreachableError('proxy error', { cause: error })
-      logger.warn(
-        { route: label, method: req.method, code: answer.code, reason: answer.message, tokenFingerprint },
-        'request not forwarded',
-      )
+      logger.warn({ route: label, method: req.method, code: answer.code, reason: answer.message, fingerprint }, 'request not forwarded')
       respondWithError(res, answer)
     } finally {
       count(label, res.statusCode)
       if (logger.isLevelEnabled('debug')) {
         logger.debug(
-          { route: label, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started), tokenFingerprint },
+          { route: label, method: req.method, status: res.statusCode, ms: Math.round(performance.now() - started), fingerprint },
           'request',
         )
       }
@@ -98,7 +95,7 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
     try {
       const destination = router.resolve(req)
       label = destination.label
-      const { headers, tokenFingerprint } = await upstreamHeaders(req, destination, keepUpgradeHeaders)
+      const { headers, fingerprint } = await upstreamHeaders(req, destination, keepUpgradeHeaders)
       const status = await relayUpgrade(
         req,
         socket,
@@ -109,7 +106,7 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
           extraCa: config.upstreamCa,
         },
       )
-      logger.debug({ route: label, status, tokenFingerprint }, 'upgrade')
+      logger.debug({ route: label, status, fingerprint }, 'upgrade')
       count(label, status)
     } catch (error) {
       const answer = error instanceof SidecarError ? error : new UpstreamUnreachableError('proxy error', { cause: error })
@@ -121,7 +118,7 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
 
   const server = createServer(
     {
-      headersTimeout: options.headersTimeoutMs ?? 10_000,
+      headersTimeout: options.headersTimeoutMs ?? fixedTimeouts.clientHeadersMs,
       // Uploads and downloads stream for as long as they need; only the headers are timed.
       requestTimeout: 0,
       connectionsCheckingInterval: 1_000,
@@ -133,7 +130,7 @@ export function createEgressServer(config: EgressConfig, options: EgressServerOp
     'connect',
     createTunnelHandler({
       logger,
-      connectTimeoutMs: Math.min(config.upstreamTimeoutMs, 10_000),
+      connectTimeoutMs: Math.min(config.upstreamTimeoutMs, fixedTimeouts.connectMs),
       onDone: (status) => count('connect', status),
     }),
   )

@@ -1,7 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Metrics } from '../admin/metrics'
-import type { IngressConfig } from '../config'
+import { fixedTimeouts, type IngressConfig } from '../config'
 import { createClientErrorHandler } from '../egress/client-error'
 import { createForwarder } from '../egress/forward'
 import { appendForwarding, endToEndHeaders } from '../egress/headers'
@@ -10,6 +9,7 @@ import { respondWithError } from '../egress/respond'
 import { relayUpgrade } from '../egress/upgrade'
 import { SidecarError, UpstreamUnreachableError } from '../errors'
 import type { Logger } from '../log'
+import type { Metrics } from '../metrics'
 import { authenticate, sendAuthError } from '../verify/middleware'
 import type { Verifier } from '../verify/verifier'
 import { identityHeaders, removeIdentityHeaders } from './identity-headers'
@@ -91,7 +91,7 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
   }
 
   const server = createServer(
-    { headersTimeout: 10_000, requestTimeout: 0, connectionsCheckingInterval: 1_000 },
+    { headersTimeout: fixedTimeouts.clientHeadersMs, requestTimeout: 0, connectionsCheckingInterval: 1_000 },
     (req, res) => void handleRequest(req, res),
   )
   server.on('upgrade', (req, socket, head) => void handleUpgrade(req, socket, head))

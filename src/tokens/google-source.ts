@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events'
 import { gcpMetadata } from 'google-auth-library'
-import type { Metrics } from '../admin/metrics'
 import { type SidecarError, TokenExpiredError, TokenMalformedError, TokenUnavailableError } from '../errors'
 import type { Logger } from '../log'
+import type { Metrics } from '../metrics'
 import { isoTime, keyStatus, type ParsedToken, parseToken, tokenLogFields } from './token'
 import type { Token, TokenKeyStatus, TokenSource } from './token-source'
 

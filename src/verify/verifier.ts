@@ -1,11 +1,11 @@
 import { hash } from 'node:crypto'
 import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose'
-import type { Metrics } from '../admin/metrics'
 import type { VerifierConfig } from '../config'
 import { IssuerUnavailableError, type SidecarError, SubjectNotAllowedError, TokenInvalidError } from '../errors'
 import type { Logger } from '../log'
+import type { Metrics } from '../metrics'
 import { fingerprint } from '../tokens/fingerprint'
-import { createSubjectMatcher } from './allow'
+import { createAllowedSubjects } from './allowed-subjects'
 import { type CachedVerification, createVerifiedTokenCache, type VerifiedTokenCache } from './cache'
 import { type Identity, toIdentity } from './identity'
 import { createIssuerFetch } from './issuer-fetch'
@@ -151,7 +151,7 @@ function rejectionFor(error: unknown): Rejection {
 export function createVerifier(config: VerifierConfig, options: VerifierOptions): Verifier {
   const { logger, metrics } = options
   const maxTokenBytes = options.maxTokenBytes ?? verifierDefaults.maxTokenBytes
-  const allowed = createSubjectMatcher(config.allowedSubjects)
+  const allowed = createAllowedSubjects(config.allowedSubjects)
   const cache = options.cache ?? (config.cacheSize > 0 ? createVerifiedTokenCache({ maxEntries: config.cacheSize }) : undefined)
   const tokenOrigins = [config.discoveryUrl, config.jwksUrl]
     .filter((url): url is string => url !== undefined)
@@ -170,7 +170,7 @@ export function createVerifier(config: VerifierConfig, options: VerifierOptions)
       retryMs: options.fetchRetryMs ?? verifierDefaults.fetchRetryMs,
       onFetch(what, error) {
         metrics?.keyFetches.inc({ issuer, result: error ? 'error' : 'ok' })
-        if (error) logger.warn({ issuer, fetch: what, err: error.message }, `issuer ${what} fetch failed`)
+        if (error) logger.warn({ issuer, fetch: what, err: error }, `issuer ${what} fetch failed`)
         else logger.debug({ issuer, fetch: what }, `issuer ${what} fetched`)
       },
     }),
@@ -256,10 +256,13 @@ export function createVerifier(config: VerifierConfig, options: VerifierOptions)
         if (!(error instanceof Rejection)) throw error
         const result = error.reason === 'subject_not_allowed' ? 'denied' : error.reason === 'issuer_unavailable' ? 'unavailable' : 'invalid'
         metrics?.verifications.inc({ result, reason: error.reason })
+        // Only the cause's message: a jose error object carries the token's claims.
         const cause = error.error.cause instanceof Error ? error.error.cause.message : undefined
         logger.info(
           {
-            reason: error.reason,
+            code: error.error.code,
+            rejection: error.reason,
+            reason: error.error.message,
             fingerprint: token === undefined ? undefined : fingerprint(token),
             subject: identity?.subject,
             issuer: identity?.issuer,

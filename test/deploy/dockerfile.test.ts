@@ -132,7 +132,7 @@ describe('Dockerfile', () => {
   test('exposes the default ports of egress, admin and auth-server', () => {
     const ports = of(runtime, 'EXPOSE').flatMap((i) => i.args.split(/\s+/).map(Number))
     const port = (address: string) => Number(address.split(':').pop())
-    expect(ports.sort()).toEqual([port(defaults.listenAddr), port(defaults.adminAddr), defaults.port].sort())
+    expect(ports.sort()).toEqual([port(defaults.listenAddr), port(defaults.adminAddr), Number(defaults.port)].sort())
   })
 
   test('every COPY from the build context exists and passes .dockerignore; secrets and build output stay out', () => {

@@ -335,7 +335,7 @@ describe('deploy/cloud-run/auth-server.yaml', () => {
     expect(manifest.metadata.name).toBe('auth-server')
     expect(container.command).toBeUndefined()
     expect(container.args).toEqual(['auth-server'])
-    expect(container.ports).toEqual([{ name: 'http1', containerPort: defaults.port }])
+    expect(container.ports).toEqual([{ name: 'http1', containerPort: Number(defaults.port) }])
   })
 
   test('its container is a valid Kubernetes container', () => {

@@ -1,8 +1,8 @@
 import { request } from 'node:http'
 import { exportSPKI, generateKeyPair, importJWK, SignJWT } from 'jose'
-import type { Metrics } from '../../src/admin/metrics'
 import type { VerifierConfig } from '../../src/config'
 import type { LocalIssuer } from '../../src/demo/issuer'
+import type { Metrics } from '../../src/metrics'
 
 /** Every timer jest could fake except Date: time moves only by `jest.setSystemTime`, while sockets and timeouts stay real. */
 export function fakeDateOnly(now = Date.UTC(2030, 0, 1)): void {

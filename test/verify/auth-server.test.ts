@@ -1,7 +1,7 @@
+import { type AuthServerService, runAuthServer } from '../../src/commands/auth-server'
 import type { AuthServerConfig } from '../../src/config'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { ConfigError } from '../../src/errors'
-import { type AuthServerService, runAuthServer } from '../../src/verify/auth-server'
 import { audience, bearer, get, verifierConfig } from '../helpers/issuer-fixtures'
 import { captureLogs } from '../helpers/logs'
 

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import { createMetrics, type Metrics } from '../../src/admin/metrics'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { SubjectNotAllowedError } from '../../src/errors'
+import { createMetrics, type Metrics } from '../../src/metrics'
 import { type CachedVerification, createVerifiedTokenCache, type VerifiedTokenCache } from '../../src/verify/cache'
 import { createVerifier, type Verifier, verifierDefaults } from '../../src/verify/verifier'
 import { advanceClock, audience, counterValue, fakeDateOnly, verifierConfig } from '../helpers/issuer-fixtures'

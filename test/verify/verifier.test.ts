@@ -1,9 +1,9 @@
 import { createServer, type Server } from 'node:http'
 import { decodeProtectedHeader } from 'jose'
-import { createMetrics, type Metrics } from '../../src/admin/metrics'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { IssuerUnavailableError, SubjectNotAllowedError, TokenInvalidError } from '../../src/errors'
 import { listen } from '../../src/lifecycle'
+import { createMetrics, type Metrics } from '../../src/metrics'
 import { createAuthHandler } from '../../src/verify/middleware'
 import { createVerifier, type Verifier, verifierDefaults } from '../../src/verify/verifier'
 import {
@@ -134,7 +134,7 @@ describe('a token table over real HTTP', () => {
       expect(answer.body).toMatch(/^system:serviceaccount:apps:/)
       return
     }
-    expect(logs.lastRefusal()?.reason).toBe(reason)
+    expect(logs.lastRefusal()?.rejection).toBe(reason)
     const challenge = answer.headers['www-authenticate']
     if (status !== 401) expect(challenge).toBeUndefined()
     else if (bearerError)
@@ -148,7 +148,7 @@ describe('a token table over real HTTP', () => {
     const text = JSON.stringify(logs.lines)
     expect(text).not.toContain(token)
     expect(text).not.toContain(token.split('.')[2])
-    expect(logs.lastRefusal()).toMatchObject({ reason: 'subject_not_allowed', subject: 'system:serviceaccount:other:frontend' })
+    expect(logs.lastRefusal()).toMatchObject({ rejection: 'subject_not_allowed', subject: 'system:serviceaccount:other:frontend' })
     expect(logs.lastRefusal()?.fingerprint).toMatch(/^[0-9a-f]{12}$/)
   })
 })
@@ -265,7 +265,7 @@ describe('keys', () => {
     expect(concurrent.every((result) => result.status === 'rejected' && result.reason.statusCode === 401)).toBe(true)
     for (const token of tokens) await expect(keyVerifier.verify(`Bearer ${token}`)).rejects.toMatchObject({ statusCode: 401 })
     expect(keyIssuer.requests.keys).toBe(2)
-    expect(keyLogs.lines.filter((line) => line.reason === 'unknown_key')).toHaveLength(100)
+    expect(keyLogs.lines.filter((line) => line.rejection === 'unknown_key')).toHaveLength(100)
   })
 
   test('key server outage: the held keys keep serving, refreshes are spaced, an unknown kid gets 503', async () => {

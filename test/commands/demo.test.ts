@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { access } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { parseDemoOptions, runDemo } from '../../src/demo/run'
+import { parseDemoOptions, runDemo } from '../../src/commands/demo'
 import { ConfigError } from '../../src/errors'
 
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js')

@@ -1,11 +1,11 @@
 import { createAdminServer } from '../admin/admin-server'
-import { createMetrics, registerKeySetGauge } from '../admin/metrics'
 import type { IngressConfig } from '../config'
+import { createIngressServer } from '../ingress/server'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
 import type { Logger } from '../log'
+import { createMetrics, registerKeySetGauge } from '../metrics'
 import { verifierReadiness } from '../verify/readiness'
 import { createVerifier } from '../verify/verifier'
-import { createIngressServer } from './server'
 
 /** `bearer-sidecar ingress`: the verifying proxy on LISTEN_ADDR in front of UPSTREAM_URL. */
 export async function runIngress(config: IngressConfig, logger: Logger): Promise<Service> {

@@ -1,11 +1,11 @@
 import { createAdminServer } from '../admin/admin-server'
-import { createMetrics, registerTokenGauges } from '../admin/metrics'
-import type { EgressConfig } from '../config'
+import { type EgressConfig, isLoopback } from '../config'
+import { createEgressServer } from '../egress/server'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
 import type { Logger } from '../log'
+import { createMetrics, registerTokenGauges } from '../metrics'
 import { createFileTokenSource } from '../tokens/file-source'
 import type { TokenSource } from '../tokens/token-source'
-import { createEgressServer } from './server'
 
 /** `bearer-sidecar egress`: the proxy on LISTEN_ADDR, health and metrics on ADMIN_ADDR. */
 export async function runEgress(config: EgressConfig, logger: Logger): Promise<Service> {
@@ -23,7 +23,8 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
       // Only tokens known before any request count: a wildcard route's per-host audience must not unready the pod.
       const known = new Set(egress.router.preparedKeys)
       const waiting = tokenSource.status().filter((status) => known.has(status.key) && !status.ready)
-      return { ready: waiting.length === 0, reasons: waiting.map((status) => `${status.key}: ${status.reason ?? 'no valid token'}`) }
+      // A source's reason already names its key (`/path/token: file not found`).
+      return { ready: waiting.length === 0, reasons: waiting.map((status) => status.reason ?? `${status.key}: no valid token`) }
     },
   })
   const [proxyAddress, adminAddress] = await Promise.all([listen(egress.server, config.listen), listen(admin, config.admin)])
@@ -33,6 +34,12 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
     { listen: formatAddress(proxyAddress), admin: formatAddress(adminAddress) },
     `egress ${formatAddress(proxyAddress)} -> ${config.targetUrl?.href ?? 'forward proxy only'} [${destinations}] (${tokens}); admin ${formatAddress(adminAddress)}`,
   )
+  if (!isLoopback(config.listen.host)) {
+    logger.warn(
+      { listen: formatAddress(proxyAddress), code: 'NON_LOOPBACK_LISTEN' },
+      `egress listens beyond loopback (ALLOW_NON_LOOPBACK_LISTEN=true): every pod that can reach ${formatAddress(proxyAddress)} can send requests with this workload's identity`,
+    )
+  }
   return {
     async close() {
       logger.info('egress stopping: draining in-flight requests')

@@ -1,11 +1,11 @@
 import { ConfigError } from '../../src/errors'
-import { createSubjectMatcher } from '../../src/verify/allow'
+import { createAllowedSubjects } from '../../src/verify/allowed-subjects'
 import { toIdentity } from '../../src/verify/identity'
 
 const identity = (claims: Record<string, unknown>) => toIdentity({ iss: 'https://issuer', aud: 'a', exp: 2, iat: 1, ...claims })
 
-describe('createSubjectMatcher', () => {
-  const allowed = createSubjectMatcher([
+describe('createAllowedSubjects', () => {
+  const allowed = createAllowedSubjects([
     'system:serviceaccount:payments:checkout',
     'system:serviceaccount:apps:*',
     'caller@project.iam.gserviceaccount.com',
@@ -30,11 +30,11 @@ describe('createSubjectMatcher', () => {
   })
 
   test('an empty list allows every verified subject', () => {
-    expect(createSubjectMatcher([])(identity({ sub: 'anyone' }))).toBe(true)
+    expect(createAllowedSubjects([])(identity({ sub: 'anyone' }))).toBe(true)
   })
 
   test.each(['*', 'system:serviceaccount:*:default', 'system:serviceaccount:*', 'user-*'])('"%s" is refused at start', (entry) => {
-    expect(() => createSubjectMatcher([entry])).toThrow(ConfigError)
-    expect(() => createSubjectMatcher([entry])).toThrow(/ALLOWED_SUBJECTS/)
+    expect(() => createAllowedSubjects([entry])).toThrow(ConfigError)
+    expect(() => createAllowedSubjects([entry])).toThrow(/ALLOWED_SUBJECTS/)
   })
 })

@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
-import type { TokenSource } from '../tokens/token-source'
+import type { TokenSource } from './tokens/token-source'
 
 /**
  * The one metrics registry of a process, and every metric the project exports, in one place so

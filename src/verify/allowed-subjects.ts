@@ -2,7 +2,7 @@ import { ConfigError } from '../errors'
 import type { Identity } from './identity'
 
 /** Decides whether a verified identity may call. */
-export type SubjectMatcher = (identity: Identity) => boolean
+export type AllowedSubjects = (identity: Identity) => boolean
 
 const namespaceWildcard = /^system:serviceaccount:([^:*]+):\*$/
 
@@ -14,7 +14,7 @@ const namespaceWildcard = /^system:serviceaccount:([^:*]+):\*$/
  * An empty list allows every verified subject. Throws `ConfigError` for a `*` anywhere else, so a
  * pattern that looks broader than it is never ships.
  */
-export function createSubjectMatcher(entries: readonly string[]): SubjectMatcher {
+export function createAllowedSubjects(entries: readonly string[]): AllowedSubjects {
   if (entries.length === 0) return () => true
   const subjects = new Set<string>()
   const emails = new Set<string>()
@@ -23,7 +23,7 @@ export function createSubjectMatcher(entries: readonly string[]): SubjectMatcher
     const namespace = namespaceWildcard.exec(entry)
     if (namespace) namespacePrefixes.push(`system:serviceaccount:${namespace[1]}:`)
     else if (entry.includes('*')) {
-      throw new ConfigError(`ALLOWED_SUBJECTS entry ${JSON.stringify(entry)}: "*" is only allowed as system:serviceaccount:NAMESPACE:*`)
+      throw new ConfigError(`subject ${JSON.stringify(entry)}: "*" is only allowed as system:serviceaccount:NAMESPACE:* (ALLOWED_SUBJECTS)`)
     } else if (entry.includes('@')) emails.add(entry.toLowerCase())
     else subjects.add(entry)
   }

@@ -1,0 +1,222 @@
+import { ConfigError } from '../errors'
+import { type Address, InvalidValue, isLoopback, showAddress } from './parsers'
+import { type RouteConfig, targetRoute } from './routes'
+import { allInterfaces, type Command, type Variables, variables } from './variables'
+
+/**
+ * The one configuration loader. Every command reads its variables here, validated once at start:
+ * each row of the table in `variables.ts` is parsed, then the command's loader checks how values
+ * go together. Any problem throws one `ConfigError` naming every variable at fault (the CLI exits 2
+ * with that line).
+ */
+
+export type { Address } from './parsers'
+export { isLoopback, showAddress } from './parsers'
+export type { RouteConfig } from './routes'
+export type { Command } from './variables'
+export { variables } from './variables'
+
+export type Env = Record<string, string | undefined>
+
+/** Fixed timeouts with no variable, in milliseconds. */
+export const fixedTimeouts = {
+  /** Connecting to an upstream (or a CONNECT target) gives up after this long, or UPSTREAM_TIMEOUT if shorter. */
+  connectMs: 10_000,
+  /** A client must finish sending its request headers within this long (then 408): slowloris. */
+  clientHeadersMs: 10_000,
+} as const
+
+export interface EgressConfig {
+  clientMode: 'kubernetes' | 'google'
+  tokenFile: string
+  /** Upstream of origin-form (reverse proxy) requests; absent means only forward use. */
+  targetUrl?: URL
+  /** Routes in match order: TARGET_URL's own route first, then ROUTES_FILE's. */
+  routes: RouteConfig[]
+  listen: Address
+  admin: Address
+  /** Headers that each carry `Bearer <token>`: usually one; Cloud Run behind its invoker check wants two. */
+  tokenHeaders: string[]
+  /** Forward a client's own TOKEN_HEADER value instead of overwriting it. */
+  keepClientToken: boolean
+  upstreamTimeoutMs: number
+  /** PEM certificates trusted for HTTPS upstreams in addition to Node's CA store (UPSTREAM_CA_FILE). */
+  upstreamCa?: string
+  shutdownTimeoutMs: number
+  logLevel: string
+}
+
+export interface VerifierConfig {
+  issuers: string[]
+  audience: string
+  /** Empty: any verified subject. */
+  allowedSubjects: string[]
+  /** Where to fetch the discovery document instead of `<issuer>/.well-known/openid-configuration` (one issuer only). */
+  discoveryUrl?: string
+  /** Where to fetch the key set, skipping discovery (one issuer only): an in-cluster API server's `/openid/v1/jwks`. */
+  jwksUrl?: string
+  /** PEM bundle trusted for discovery and key fetches (an in-cluster API server's CA). */
+  caFile?: string
+  /** File holding a bearer token sent on discovery and key fetches (the server's own service-account token). */
+  discoveryTokenFile?: string
+  clockToleranceSec: number
+  maxTokenAgeSec: number
+  cacheSize: number
+}
+
+export interface AuthServerConfig {
+  verifier: VerifierConfig
+  listen: Address
+  admin: Address
+  shutdownTimeoutMs: number
+  logLevel: string
+}
+
+export interface IngressConfig extends AuthServerConfig {
+  upstreamUrl: URL
+  upstreamTimeoutMs: number
+}
+
+export interface ClientConfig {
+  targetUrl: URL
+  intervalMs: number
+  logLevel: string
+}
+
+type Row = Variables[keyof Variables]
+
+/** The rows a command reads, by key: always present when the row has a default or is required. */
+export type Values<C extends Command> = {
+  [K in keyof Variables as C extends Variables[K]['commands'][number] ? K : never]: Variables[K] extends { always: true }
+    ? ReturnType<Variables[K]['parse']>
+    : ReturnType<Variables[K]['parse']> | undefined
+}
+
+function rowsOf(command: Command): Array<[string, Row]> {
+  return Object.entries(variables).filter(([, row]) => (row.commands as readonly Command[]).includes(command))
+}
+
+/**
+ * Parses every row `command` reads, then lets `build` check how they go together (`fail` adds a
+ * problem) and assemble the result. `build` runs only when every row parsed, so it sees each
+ * default and required value present.
+ */
+function load<C extends Command, R>(env: Env, command: C, build: (values: Values<C>, fail: (problem: string) => void) => R): R {
+  const problems: string[] = []
+  const values: Record<string, unknown> = {}
+  for (const [key, row] of rowsOf(command)) {
+    const raw = env[row.name]?.trim() || undefined
+    if (raw === undefined && row.required) {
+      problems.push(`${row.name} is required`)
+      continue
+    }
+    const text = raw ?? row.default
+    if (text === undefined) continue
+    try {
+      values[key] = row.parse(text)
+    } catch (error) {
+      if (!(error instanceof InvalidValue)) throw error
+      problems.push(`${row.name}=${JSON.stringify(text)}: ${error.message}`)
+    }
+  }
+  // Every row with a default or `required` has a value here, or a problem was recorded: so the
+  // values are what `Values<C>` says once no problem stands.
+  const result = problems.length === 0 ? build(values as Values<C>, (problem) => problems.push(problem)) : undefined
+  if (problems.length > 0 || result === undefined) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`)
+  return result
+}
+
+export function loadEgressConfig(env: Env): EgressConfig {
+  return load(env, 'egress', (values, fail) => {
+    const { targetUrl, audience, routesFile, tokenFile, listenAddr } = values
+    if (!targetUrl && !routesFile) fail('TARGET_URL or ROUTES_FILE is required: name at least one destination')
+    if (audience && !targetUrl) fail('AUDIENCE needs TARGET_URL: it is the audience of the token sent there')
+    if (!isLoopback(listenAddr.host) && !values.allowNonLoopbackListen) {
+      fail(
+        `LISTEN_ADDR=${JSON.stringify(showAddress(listenAddr))} is not a loopback address: every pod that can reach this one could send requests with this workload's identity; set ALLOW_NON_LOOPBACK_LISTEN=true to accept that`,
+      )
+    }
+    const routes: RouteConfig[] = [
+      ...(targetUrl ? [targetRoute(targetUrl, audience, tokenFile)] : []),
+      ...(routesFile ?? []).map((entry) => ({ ...entry, tokenFile: entry.tokenFile ?? tokenFile })),
+    ]
+    return {
+      clientMode: values.clientMode,
+      tokenFile,
+      targetUrl,
+      routes,
+      listen: listenAddr,
+      admin: values.adminAddr,
+      tokenHeaders: values.tokenHeader,
+      keepClientToken: values.keepClientToken,
+      upstreamTimeoutMs: values.upstreamTimeout * 1000,
+      upstreamCa: values.upstreamCaFile?.pem,
+      shutdownTimeoutMs: values.shutdownTimeout * 1000,
+      logLevel: values.logLevel,
+    }
+  })
+}
+
+function verifierConfig(values: Values<'auth-server'> | Values<'ingress'>, fail: (problem: string) => void): VerifierConfig {
+  const { issuers, issuerDiscoveryUrl, issuerJwksUrl } = values
+  if (issuerDiscoveryUrl && issuers.length !== 1) fail('ISSUER_DISCOVERY_URL needs exactly one ID_ISSUER')
+  if (issuerJwksUrl && issuers.length !== 1) fail('ISSUER_JWKS_URL needs exactly one ID_ISSUER')
+  return {
+    issuers,
+    audience: values.jwtAudience,
+    allowedSubjects: values.allowedSubjects ?? [],
+    discoveryUrl: issuerDiscoveryUrl?.href,
+    jwksUrl: issuerJwksUrl?.href,
+    caFile: values.issuerCaFile?.path,
+    discoveryTokenFile: values.issuerTokenFile,
+    clockToleranceSec: values.clockTolerance,
+    maxTokenAgeSec: values.maxTokenAge,
+    cacheSize: values.verifyCacheSize,
+  }
+}
+
+export function loadAuthServerConfig(env: Env): AuthServerConfig {
+  return load(env, 'auth-server', (values, fail) => ({
+    verifier: verifierConfig(values, fail),
+    listen: { host: allInterfaces, port: values.port },
+    admin: values.adminAddr,
+    shutdownTimeoutMs: values.shutdownTimeout * 1000,
+    logLevel: values.logLevel,
+  }))
+}
+
+export function loadIngressConfig(env: Env): IngressConfig {
+  return load(env, 'ingress', (values, fail) => ({
+    verifier: verifierConfig(values, fail),
+    upstreamUrl: values.upstreamUrl,
+    listen: values.ingressListenAddr ?? { host: allInterfaces, port: values.port },
+    admin: values.ingressAdminAddr,
+    upstreamTimeoutMs: values.upstreamTimeout * 1000,
+    shutdownTimeoutMs: values.shutdownTimeout * 1000,
+    logLevel: values.logLevel,
+  }))
+}
+
+export function loadClientConfig(env: Env): ClientConfig {
+  return load(env, 'client', (values) => ({
+    targetUrl: values.clientTargetUrl,
+    intervalMs: values.interval * 1000,
+    logLevel: values.logLevel,
+  }))
+}
+
+/** The names of the variables `command` reads, in table order. */
+const namesOf = (command: Command): readonly string[] => [...new Set(rowsOf(command).map(([, row]) => row.name))]
+
+/** Every variable each command reads: for `--help` and for checking deploy manifests against the CLI. */
+export const environmentVariables: Record<Command, readonly string[]> = {
+  egress: namesOf('egress'),
+  'auth-server': namesOf('auth-server'),
+  ingress: namesOf('ingress'),
+  client: namesOf('client'),
+}
+
+/** Each row's default as a user would write it (`'127.0.0.1:15080'`, `'30'`), by row key. */
+export const defaults = Object.fromEntries(
+  Object.entries(variables).flatMap(([key, row]) => (row.default === undefined ? [] : [[key, row.default]])),
+) as { [K in keyof Variables as Variables[K] extends { default: string } ? K : never]: string }

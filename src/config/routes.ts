@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs'
+import { parse as parseYaml } from 'yaml'
+import { httpUrl, InvalidValue, type Parser } from './parsers'
+
+/**
+ * Routes: which destination receives which token. The one place that normalises a host and
+ * defines the wildcard upstream `scheme://*[:port]`; the router (`egress/route.ts`) builds on
+ * these, so config and routing can never read a route differently.
+ */
+
+/** A route as configured: which destination receives which token. */
+export interface RouteConfig {
+  /** Lowercase, no trailing dot: `host`, `host:port`, `*.suffix` or `*.suffix:port`. No port means 80. */
+  host: string
+  /** Where matched requests go. For a wildcard host, `http://*` or `https://*` (optionally `:port`): `*` is the requested host. */
+  upstream: string
+  /** google mode: the ID token's audience. Default: the upstream's origin. */
+  audience?: string
+  /** kubernetes mode: the projected token file. Default: TOKEN_FILE. */
+  tokenFile: string
+}
+
+/** A route read from ROUTES_FILE, before TOKEN_FILE fills in its `tokenFile`. */
+export type RouteEntry = Omit<RouteConfig, 'tokenFile'> & { tokenFile?: string }
+
+/** A wildcard route's upstream: the requested host, over this scheme and port (empty: the scheme's). */
+export interface UpstreamTemplate {
+  protocol: 'http:' | 'https:'
+  port: string
+}
+
+/** A route's host pattern taken apart: the exact host, or for a wildcard the suffix with its leading dot. */
+export interface RouteHost {
+  host: string
+  wildcard: boolean
+  port: number
+}
+
+/** Lowercase, trailing dot dropped (before a port too): `API.Example.com.:8080` -> `api.example.com:8080`. */
+export function normalizeHost(host: string): string {
+  return host.toLowerCase().replace(/\.(?=:\d+$|$)/, '')
+}
+
+const routeHostPattern = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/
+
+/** A normalised route host pattern (`host`, `host:port`, `*.suffix`, `*.suffix:port`) taken apart. */
+export function splitRouteHost(pattern: string): RouteHost {
+  const [, name = '', port] = /^(.*?)(?::(\d+))?$/.exec(pattern) ?? []
+  const wildcard = name.startsWith('*.')
+  return { host: wildcard ? name.slice(1) : name, wildcard, port: port ? Number(port) : 80 }
+}
+
+/** `http://*`, `https://*`, optionally with `:port`: the upstream of a wildcard route. */
+export function upstreamTemplate(upstream: string): UpstreamTemplate | undefined {
+  const template = /^(https?:)\/\/\*(?::(\d{1,5}))?$/.exec(upstream)
+  if (!template) return undefined
+  return { protocol: template[1] === 'https:' ? 'https:' : 'http:', port: template[2] ?? '' }
+}
+
+/** The upstream of a route that names none: plain HTTP to the host as written. */
+export function defaultUpstream(host: string): string {
+  return host.startsWith('*.') ? 'http://*' : `http://${host}`
+}
+
+/** Why a route's upstream is unusable: a URL, or for a wildcard host the `scheme://*[:port]` template. */
+function upstreamProblem(host: string, upstream: string): string | undefined {
+  if (upstreamTemplate(upstream)) return host.startsWith('*.') ? undefined : 'upstream "scheme://*" is only for a wildcard host'
+  let url: URL
+  try {
+    url = httpUrl(upstream)
+  } catch (error) {
+    return `upstream ${(error as Error).message}`
+  }
+  if (url.search || url.hash) return 'upstream must not carry a query or fragment'
+  return undefined
+}
+
+const routeKeys = ['host', 'upstream', 'audience', 'tokenFile'] as const
+
+/** One route entry of the file, checked key by key so that a misspelt key is named as unknown. */
+function routeEntry(value: unknown, where: string): RouteEntry {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new InvalidValue(`${where} must be a mapping`)
+  const entry = value as Record<string, unknown>
+  const unknown = Object.keys(entry).filter((key) => !(routeKeys as readonly string[]).includes(key))
+  if (unknown.length > 0) {
+    throw new InvalidValue(
+      `${where}: unknown key ${unknown.map((key) => JSON.stringify(key)).join(', ')} (a route has ${routeKeys.join(', ')})`,
+    )
+  }
+  for (const key of routeKeys) {
+    const field = entry[key]
+    if (field !== undefined && (typeof field !== 'string' || field.trim() === ''))
+      throw new InvalidValue(`${where}.${key} must be a non-empty string`)
+  }
+  const { host: rawHost, upstream, audience, tokenFile } = entry as Partial<Record<(typeof routeKeys)[number], string>>
+  if (rawHost === undefined) throw new InvalidValue(`${where}.host is required`)
+  const host = normalizeHost(rawHost.trim())
+  if (!routeHostPattern.test(host)) throw new InvalidValue(`${where}.host must be a host name, host:port, or *.domain`)
+  const routeUpstream = upstream ?? defaultUpstream(host)
+  const problem = upstreamProblem(host, routeUpstream)
+  if (problem) throw new InvalidValue(`${where} (${host}) ${problem}`)
+  return { host, upstream: routeUpstream, audience, tokenFile }
+}
+
+/** ROUTES_FILE: a YAML (or JSON) document `{ routes: [ { host, upstream?, audience?, tokenFile? } ] }`, read at start. */
+export const routesFile: Parser<RouteEntry[]> = (path) => {
+  let document: unknown
+  try {
+    document = parseYaml(readFileSync(path, 'utf8'))
+  } catch (error) {
+    throw new InvalidValue((error as Error).message.split('\n')[0] ?? 'cannot be read')
+  }
+  if (typeof document !== 'object' || document === null || Array.isArray(document))
+    throw new InvalidValue('document must be a mapping with "routes"')
+  const unknown = Object.keys(document).filter((key) => key !== 'routes')
+  if (unknown.length > 0)
+    throw new InvalidValue(`unknown key ${unknown.map((key) => JSON.stringify(key)).join(', ')} (the document has only "routes")`)
+  const { routes } = document as { routes?: unknown }
+  if (!Array.isArray(routes) || routes.length === 0) throw new InvalidValue('routes must list at least one route')
+  return routes.map((entry, index) => routeEntry(entry, `routes.${index}`))
+}
+
+/** The route TARGET_URL implies: its host (with its port when not the scheme's default) to its origin and path. */
+export function targetRoute(target: URL, audience: string | undefined, tokenFile: string): RouteConfig {
+  const host = target.port ? `${target.hostname}:${target.port}` : target.hostname
+  return { host: normalizeHost(host), upstream: target.href.replace(/\/$/, ''), audience, tokenFile }
+}

@@ -1,0 +1,316 @@
+import { createAllowedSubjects } from '../verify/allowed-subjects'
+import {
+  absoluteUrl,
+  address,
+  baseUrl,
+  boolean,
+  count,
+  headerName,
+  hostAndPort,
+  httpUrl,
+  InvalidValue,
+  listOf,
+  oneOf,
+  type Parser,
+  pemFile,
+  portNumber,
+  seconds,
+  text,
+  timerSeconds,
+} from './parsers'
+import { routesFile } from './routes'
+
+/** Every command that reads the environment. */
+export type Command = 'egress' | 'auth-server' | 'ingress' | 'client'
+
+/** One row: an environment variable as one command (or several, identically) reads it. */
+export interface Variable<T, C extends Command = Command> {
+  name: string
+  parse: Parser<T>
+  /** Used when the variable is unset or empty, written exactly as a user would set it; the docs show it. */
+  default?: string
+  /** Start fails naming the variable when it is unset. */
+  required?: true
+  /** What applies when unset and there is no fixed default (`origin of TARGET_URL`); the docs show it. Default: none. */
+  otherwise?: string
+  /** What it does, with its unit; the README/docs tables and `--help` print exactly this (markdown). */
+  doc: string
+  commands: readonly C[]
+}
+
+/** A row whose value is always there after loading: it has a default or is required. */
+type Always<T, C extends Command> = Variable<T, C> & { always: true }
+type Defaulted<T, C extends Command> = Always<T, C> & { default: string }
+type Maybe<T, C extends Command> = Variable<T, C> & { always: false }
+
+function variable<T, C extends Command>(row: Variable<T, C> & { default: string }): Defaulted<T, C>
+function variable<T, C extends Command>(row: Variable<T, C> & { required: true }): Always<T, C>
+function variable<T, C extends Command>(row: Variable<T, C>): Maybe<T, C>
+function variable<T, C extends Command>(row: Variable<T, C>): Variable<T, C> & { always: boolean } {
+  return { ...row, always: row.default !== undefined || row.required === true }
+}
+
+const egress = ['egress'] as const
+const verifiers = ['auth-server', 'ingress'] as const
+
+/** ALLOWED_SUBJECTS: each entry checked now by the matcher's own rules, the list kept as written. */
+const subjectList: Parser<string[]> = (value) => {
+  const entries = listOf(text, 'subject')(value)
+  try {
+    createAllowedSubjects(entries)
+  } catch (error) {
+    throw new InvalidValue((error as Error).message)
+  }
+  return entries
+}
+
+/** The listener address of ingress and auth-server when only PORT is given: every interface. */
+export const allInterfaces = '0.0.0.0'
+
+/**
+ * The configuration, one row per variable (per command when two commands read a name
+ * differently), in the order of the docs' tables. It generates the loaders (`index.ts`), each
+ * command's `--help` (`help.ts`), `environmentVariables`, and the docs' variable tables (checked by
+ * `test/config/docs.test.ts`). To add a variable: add a row here, use it in its command's loader.
+ */
+export const variables = {
+  clientMode: variable({
+    name: 'CLIENT_MODE',
+    parse: oneOf(['kubernetes', 'google']),
+    default: 'kubernetes',
+    doc: "`kubernetes`: the projected service-account token in `TOKEN_FILE` (or a route's `tokenFile`); `google`: a Google-signed ID token from the metadata server, one per audience",
+    commands: egress,
+  }),
+  tokenFile: variable({
+    name: 'TOKEN_FILE',
+    parse: text,
+    default: '/var/run/secrets/tokens/token',
+    doc: 'projected token path (the kubelet rotates it by an atomic symlink swap)',
+    commands: egress,
+  }),
+  targetUrl: variable({
+    name: 'TARGET_URL',
+    parse: baseUrl,
+    doc: "upstream of origin-form requests (`curl http://127.0.0.1:15080/path`); its path is a prefix, the request's path and query follow. Its host also receives tokens when the sidecar is used as `HTTP_PROXY`; such absolute-form requests keep the path they name",
+    commands: egress,
+  }),
+  audience: variable({
+    name: 'AUDIENCE',
+    parse: text,
+    otherwise: 'origin of `TARGET_URL`',
+    doc: 'google mode: the audience of the ID token sent to `TARGET_URL`; kubernetes mode: the audience the projected token should carry (a mismatch is logged, the token still sent)',
+    commands: egress,
+  }),
+  routesFile: variable({
+    name: 'ROUTES_FILE',
+    parse: routesFile,
+    doc: 'YAML or JSON file of routes (`host`, `upstream`, `audience`, `tokenFile`), for several destinations',
+    commands: egress,
+  }),
+  listenAddr: variable({
+    name: 'LISTEN_ADDR',
+    parse: address,
+    default: '127.0.0.1:15080',
+    doc: 'the proxy listener; loopback by default so nothing outside the pod can borrow the identity (any other address needs `ALLOW_NON_LOOPBACK_LISTEN`)',
+    commands: egress,
+  }),
+  allowNonLoopbackListen: variable({
+    name: 'ALLOW_NON_LOOPBACK_LISTEN',
+    parse: boolean,
+    default: 'false',
+    doc: '`true` lets `LISTEN_ADDR` be other than loopback: then every pod that can reach this one can send requests with its identity. Without it such an address fails at start (exit 2); with it, start logs a warning',
+    commands: egress,
+  }),
+  adminAddr: variable({
+    name: 'ADMIN_ADDR',
+    parse: address,
+    default: '0.0.0.0:15081',
+    doc: "`GET /healthz`, `GET /readyz` (egress: 200 while a token is held for every route known in advance; auth-server: once every issuer's keys are held), `GET /metrics`",
+    commands: ['egress', 'auth-server'],
+  }),
+  tokenHeader: variable({
+    name: 'TOKEN_HEADER',
+    parse: listOf(headerName, 'header'),
+    default: 'Authorization',
+    doc: "header that carries `Bearer <token>`; `X-Serverless-Authorization` is the Cloud Run alternative. A comma-separated list sets each: `X-Serverless-Authorization,Authorization` lets Cloud Run's invoker check consume one copy while the service verifies the other",
+    commands: egress,
+  }),
+  keepClientToken: variable({
+    name: 'KEEP_CLIENT_TOKEN',
+    parse: boolean,
+    default: 'false',
+    doc: 'when the client already sent `TOKEN_HEADER` to a token-receiving destination, forward its value instead of overwriting it',
+    commands: egress,
+  }),
+  upstreamTimeout: variable({
+    name: 'UPSTREAM_TIMEOUT',
+    parse: timerSeconds,
+    default: '30',
+    doc: "seconds to wait for an upstream's response headers before answering 504 (connecting: at most 10 s of it). Bodies have no idle limit, so server-sent events can wait",
+    commands: ['egress', 'ingress'],
+  }),
+  upstreamCaFile: variable({
+    name: 'UPSTREAM_CA_FILE',
+    parse: pemFile,
+    doc: "PEM certificates trusted for HTTPS upstreams besides Node's CA store (which `NODE_EXTRA_CA_CERTS` also extends); read at start",
+    commands: egress,
+  }),
+  gceMetadataHost: variable({
+    name: 'GCE_METADATA_HOST',
+    parse: hostAndPort,
+    otherwise: '`169.254.169.254`',
+    doc: 'google mode: the metadata server as `host` or `host:port` (read by google-auth-library)',
+    commands: egress,
+  }),
+  issuers: variable({
+    name: 'ID_ISSUER',
+    parse: listOf(absoluteUrl, 'issuer'),
+    required: true,
+    doc: 'trusted issuer URL(s), comma-separated',
+    commands: verifiers,
+  }),
+  jwtAudience: variable({
+    name: 'JWT_AUDIENCE',
+    parse: text,
+    required: true,
+    doc: 'the `aud` a token must carry; also the `realm` of the 401 challenge',
+    commands: verifiers,
+  }),
+  allowedSubjects: variable({
+    name: 'ALLOWED_SUBJECTS',
+    parse: subjectList,
+    otherwise: 'any verified subject',
+    doc: 'comma-separated: an exact `sub`, `system:serviceaccount:NS:*`, or a Google service-account email',
+    commands: verifiers,
+  }),
+  issuerDiscoveryUrl: variable({
+    name: 'ISSUER_DISCOVERY_URL',
+    parse: httpUrl,
+    otherwise: '`<issuer>/.well-known/openid-configuration`',
+    doc: 'fetch the discovery document here instead (only with a single `ID_ISSUER`)',
+    commands: verifiers,
+  }),
+  issuerJwksUrl: variable({
+    name: 'ISSUER_JWKS_URL',
+    parse: httpUrl,
+    otherwise: "the discovery document's `jwks_uri`",
+    doc: 'fetch the key set here and skip discovery (only with a single `ID_ISSUER`)',
+    commands: verifiers,
+  }),
+  issuerCaFile: variable({
+    name: 'ISSUER_CA_FILE',
+    parse: pemFile,
+    otherwise: 'system roots',
+    doc: 'PEM bundle that **replaces** the system roots for discovery and key fetches; read at start',
+    commands: verifiers,
+  }),
+  issuerTokenFile: variable({
+    name: 'ISSUER_TOKEN_FILE',
+    parse: text,
+    doc: 'file holding a bearer token sent on discovery and key fetches; re-read on every fetch',
+    commands: verifiers,
+  }),
+  clockTolerance: variable({
+    name: 'CLOCK_TOLERANCE',
+    parse: count,
+    default: '30',
+    doc: 'seconds of clock skew allowed on `exp`, `nbf` and `iat`',
+    commands: verifiers,
+  }),
+  maxTokenAge: variable({
+    name: 'MAX_TOKEN_AGE',
+    parse: seconds,
+    default: '86400',
+    doc: 'seconds after `iat` when a token is refused, whatever its `exp`',
+    commands: verifiers,
+  }),
+  verifyCacheSize: variable({
+    name: 'VERIFY_CACHE_SIZE',
+    parse: count,
+    default: '10000',
+    doc: 'verified tokens remembered until their `exp`; `0` turns the cache off',
+    commands: verifiers,
+  }),
+  upstreamUrl: variable({
+    name: 'UPSTREAM_URL',
+    parse: baseUrl,
+    required: true,
+    doc: 'the app, e.g. `http://127.0.0.1:3000`; its path is a prefix',
+    commands: ['ingress'],
+  }),
+  port: variable({
+    name: 'PORT',
+    parse: portNumber,
+    default: '8080',
+    doc: `listen port on every interface (Cloud Run sets it); ingress uses it when \`LISTEN_ADDR\` is unset`,
+    commands: verifiers,
+  }),
+  ingressListenAddr: variable({
+    name: 'LISTEN_ADDR',
+    parse: address,
+    otherwise: `\`${allInterfaces}:$PORT\``,
+    doc: 'the ingress listener',
+    commands: ['ingress'],
+  }),
+  ingressAdminAddr: variable({
+    name: 'ADMIN_ADDR',
+    parse: address,
+    default: '0.0.0.0:15082',
+    doc: "`/healthz`, `/readyz` (200 once every issuer's keys are held), `/metrics`; apart from egress's 15081 so both fit in one pod",
+    commands: ['ingress'],
+  }),
+  shutdownTimeout: variable({
+    name: 'SHUTDOWN_TIMEOUT',
+    parse: timerSeconds,
+    default: '15',
+    doc: 'seconds SIGTERM waits for in-flight requests before closing them',
+    commands: ['egress', 'auth-server', 'ingress'],
+  }),
+  clientTargetUrl: variable({
+    name: 'TARGET_URL',
+    parse: httpUrl,
+    required: true,
+    doc: 'what to call, e.g. `http://auth-server.id-namespace.svc`',
+    commands: ['client'],
+  }),
+  interval: variable({
+    name: 'INTERVAL',
+    parse: timerSeconds,
+    default: '2',
+    doc: 'seconds between requests',
+    commands: ['client'],
+  }),
+  httpProxy: variable({
+    name: 'HTTP_PROXY',
+    parse: httpUrl,
+    doc: "the proxy for `http://` URLs, as curl reads it (the client uses undici's `EnvHttpProxyAgent`): they go to the proxy as plain absolute-form requests, not through a `CONNECT` tunnel, so the sidecar can add the token. `http_proxy` wins when both are set",
+    commands: ['client'],
+  }),
+  httpProxyLower: variable({
+    name: 'http_proxy',
+    parse: httpUrl,
+    doc: 'as `HTTP_PROXY`',
+    commands: ['client'],
+  }),
+  noProxy: variable({
+    name: 'NO_PROXY',
+    parse: text,
+    doc: 'comma-separated hosts reached directly, as curl reads it',
+    commands: ['client'],
+  }),
+  noProxyLower: variable({
+    name: 'no_proxy',
+    parse: text,
+    doc: 'as `NO_PROXY`',
+    commands: ['client'],
+  }),
+  logLevel: variable({
+    name: 'LOG_LEVEL',
+    parse: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
+    default: 'info',
+    doc: 'JSON logs on stdout (egress: one line per request at `debug`, failures at `warn`); a token is never logged, only a 12-hex-digit SHA-256 fingerprint',
+    commands: ['egress', 'auth-server', 'ingress', 'client'],
+  }),
+}
+
+export type Variables = typeof variables
