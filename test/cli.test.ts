@@ -1,8 +1,13 @@
 import { execFile } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { environmentVariables } from '../src/config'
 
 const cli = join(__dirname, '..', 'dist', 'cli.js')
+const packageVersion = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version
 
 function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -40,4 +45,68 @@ test('an unknown command exits 2 with the usage', async () => {
   const { code, stderr } = await runCli(['proxy'])
   expect(code).toBe(2)
   expect(stderr).toContain('Commands:')
+})
+
+test.each(Object.entries(environmentVariables))('%s --help lists exactly the variables the command reads', async (command, variables) => {
+  const { stdout } = await runCli([command, '--help'])
+  const environment = stdout.slice(stdout.indexOf('Environment:\n'))
+  const listed = [...environment.matchAll(/^ {2}([A-Za-z_]+) \(/gm)].map((match) => match[1])
+  expect(listed).toEqual([...variables])
+})
+
+test.each(['egress', 'auth-server', 'ingress', 'client', 'demo'])(
+  '%s refuses an unknown flag with exit 2 and one line',
+  async (command) => {
+    const { code, stdout, stderr } = await runCli([command, '--bogus'])
+    expect(code).toBe(2)
+    expect(stderr.trim()).toBe(`bearer-sidecar: invalid flags: Unknown option '--bogus' (see bearer-sidecar ${command} --help)`)
+    expect(stdout).toBe('')
+  },
+)
+
+test.each([['--version'], ['egress', '--version']])('%j prints the package version', async (...args) => {
+  const { code, stdout } = await runCli(args)
+  expect(code).toBe(0)
+  expect(stdout.trim()).toBe(packageVersion)
+})
+
+test('a listener whose port is taken fails with exit 1 and one line naming the address, no stack trace', async () => {
+  const taken = createServer()
+  taken.listen(0, '127.0.0.1')
+  await once(taken, 'listening')
+  const { port } = taken.address() as AddressInfo
+  try {
+    const { code, stderr } = await runCli(['egress'], {
+      TARGET_URL: 'http://127.0.0.1:9',
+      LISTEN_ADDR: `127.0.0.1:${port}`,
+      ADMIN_ADDR: '127.0.0.1:0',
+    })
+    expect(code).toBe(1)
+    expect(stderr.trim()).toBe(`bearer-sidecar: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)`)
+  } finally {
+    taken.close()
+  }
+})
+
+test.each([
+  [
+    'auth-server',
+    { ID_ISSUER: 'https://i', JWT_AUDIENCE: 'x', ISSUER_CA_FILE: '/nonexistent.pem' },
+    'ISSUER_CA_FILE="/nonexistent.pem": cannot be read (ENOENT)',
+  ],
+  [
+    'ingress',
+    { ID_ISSUER: 'https://i', JWT_AUDIENCE: 'x', UPSTREAM_URL: 'http://a', ALLOWED_SUBJECTS: 'system:serviceaccount:*:*' },
+    'ALLOWED_SUBJECTS=',
+  ],
+  [
+    'egress',
+    { TARGET_URL: 'http://x', LISTEN_ADDR: '127.0.0.1:99999' },
+    'LISTEN_ADDR="127.0.0.1:99999": port must be a whole number from 0 to 65535',
+  ],
+])('%s: a bad file or list variable is caught at load: exit 2, one line', async (command, env, message) => {
+  const { code, stderr } = await runCli([command], env)
+  expect(code).toBe(2)
+  expect(stderr).toContain(message)
+  expect(stderr.trim().split('\n')).toHaveLength(1)
 })

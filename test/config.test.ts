@@ -58,6 +58,20 @@ describe('egress configuration', () => {
     expect(() => loadEgressConfig(env)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', message: expect.stringMatching(message) }))
   })
 
+  const misspeltKey = withRoutesFile('routes:\n  - hots: api.example\n    upstream: https://api.example\n', 'misspelt.yaml')
+  test('a misspelt key in the routes file is named as unknown, not as a missing host', () => {
+    expect(() => loadEgressConfig({ ROUTES_FILE: misspeltKey.path })).toThrow(
+      /ROUTES_FILE=".*misspelt.yaml": routes.0: unknown key "hots" \(a route has host, upstream, audience, tokenFile\)$/,
+    )
+  })
+
+  test('a port out of range says the range', () => {
+    expect(() => loadEgressConfig({ TARGET_URL: 'http://h', LISTEN_ADDR: '127.0.0.1:99999' })).toThrow(
+      /LISTEN_ADDR="127.0.0.1:99999": port must be a whole number from 0 to 65535$/,
+    )
+    expect(() => loadEgressConfig({ TARGET_URL: 'http://h', ADMIN_ADDR: ':70000' })).toThrow(/ADMIN_ADDR=":70000": port must be/)
+  })
+
   test('every problem is reported at once, on one line', () => {
     expect(() => loadEgressConfig({ TARGET_URL: 'x', LOG_LEVEL: 'loud' })).toThrow(/TARGET_URL=.*; LOG_LEVEL="loud"/)
   })
@@ -85,6 +99,22 @@ describe('verifier, ingress and client configuration', () => {
     expect(
       loadIngressConfig({ ID_ISSUER: 'https://a', JWT_AUDIENCE: 'x', UPSTREAM_URL: 'http://127.0.0.1:3000', PORT: '8081' }).listen,
     ).toEqual({ host: '0.0.0.0', port: 8081 })
+  })
+
+  test('ISSUER_CA_FILE and ALLOWED_SUBJECTS are checked at load, like every other value', () => {
+    const verifier = { ID_ISSUER: 'https://a', JWT_AUDIENCE: 'x' }
+    expect(() => loadAuthServerConfig({ ...verifier, ISSUER_CA_FILE: '/nonexistent.pem' })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_CONFIG',
+        message: expect.stringMatching(/ISSUER_CA_FILE="\/nonexistent.pem": cannot be read \(ENOENT\)/),
+      }),
+    )
+    expect(() => loadAuthServerConfig({ ...verifier, ALLOWED_SUBJECTS: 'a, system:serviceaccount:*:*' })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_CONFIG',
+        message: expect.stringMatching(/ALLOWED_SUBJECTS="a, system:serviceaccount:\*:\*": subject/),
+      }),
+    )
   })
 
   test('client: INTERVAL in seconds, must be positive', () => {

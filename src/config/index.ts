@@ -14,17 +14,9 @@ export type { Address } from './parsers'
 export { isLoopback, showAddress } from './parsers'
 export type { RouteConfig } from './routes'
 export type { Command } from './variables'
-export { variables } from './variables'
+export { fixedTimeouts, variables } from './variables'
 
 export type Env = Record<string, string | undefined>
-
-/** Fixed timeouts with no variable, in milliseconds. */
-export const fixedTimeouts = {
-  /** Connecting to an upstream (or a CONNECT target) gives up after this long, or UPSTREAM_TIMEOUT if shorter. */
-  connectMs: 10_000,
-  /** A client must finish sending its request headers within this long (then 408): slowloris. */
-  clientHeadersMs: 10_000,
-} as const
 
 export interface EgressConfig {
   clientMode: 'kubernetes' | 'google'
@@ -86,7 +78,7 @@ export interface ClientConfig {
 type Row = Variables[keyof Variables]
 
 /** The rows a command reads, by key: always present when the row has a default or is required. */
-export type Values<C extends Command> = {
+type Values<C extends Command> = {
   [K in keyof Variables as C extends Variables[K]['commands'][number] ? K : never]: Variables[K] extends { always: true }
     ? ReturnType<Variables[K]['parse']>
     : ReturnType<Variables[K]['parse']> | undefined

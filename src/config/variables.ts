@@ -64,6 +64,14 @@ const subjectList: Parser<string[]> = (value) => {
   return entries
 }
 
+/** Named defaults with no variable, in milliseconds: too internal to configure, documented where they apply. */
+export const fixedTimeouts = {
+  /** Connecting to an upstream (or a CONNECT target) gives up after this long, or UPSTREAM_TIMEOUT if shorter. */
+  connectMs: 10_000,
+  /** A client must finish sending its request headers within this long (then 408): slowloris. */
+  clientHeadersMs: 10_000,
+} as const
+
 /** The listener address of ingress and auth-server when only PORT is given: every interface. */
 export const allInterfaces = '0.0.0.0'
 

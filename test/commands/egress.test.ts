@@ -142,6 +142,8 @@ test('readyz is 503 with the reason while the token file is missing', async () =
     const ready = await text(`${admin}/readyz`)
     expect(ready.status).toBe(503)
     expect(ready.body).toMatch(/absent\/token/)
+    // The path once, with its reason: the source's reason already names its key.
+    expect(ready.body).toBe(`not ready: ${join(dir, 'absent', 'token')}: file not found\n`)
   } finally {
     child.kill('SIGKILL')
   }

@@ -27,6 +27,17 @@ describe('router', () => {
     })
   })
 
+  test("absolute-form to TARGET_URL's host keeps the path it names: the base path is for origin-form only", () => {
+    expect(router().resolve(request('http://auth-server:8080/v1/hello?x=1'))).toEqual({
+      label: 'auth-server:8080',
+      origin: 'http://auth-server:8080',
+      path: '/v1/hello?x=1',
+      host: 'auth-server:8080',
+      tokenKey: '/tokens/main',
+    })
+    expect(router().resolve(request('http://auth-server:8080/other')).path).toBe('/other')
+  })
+
   test('absolute-form to a configured host goes to its upstream with its token', () => {
     expect(router().resolve(request('http://API.example.com./items?id=2'))).toEqual({
       label: 'api.example.com',
