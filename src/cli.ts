@@ -10,7 +10,7 @@ import {
   loadEgressConfig,
   loadIngressConfig,
 } from './config'
-import { environmentHelp } from './config/help'
+import { environmentHelp, wrap } from './config/help'
 import { ConfigError, ListenError } from './errors'
 import type { Service } from './lifecycle'
 import { createLogger } from './log'
@@ -122,7 +122,7 @@ function commandHelp(name: string, command: CommandEntry): string {
   const flags = Object.entries(command.flags ?? {})
   const synopsis = flags.map(([flag, { value }]) => ` [--${flag}${value ? ` ${value}` : ''}]`).join('')
   const sections = [`Usage: bearer-sidecar ${name}${synopsis} [--help] [--version]`, command.summary]
-  if (command.details) sections.push(command.details)
+  if (command.details) sections.push(wrap(command.details, ''))
   if (flags.length > 0) {
     sections.push(`Flags:\n${flags.map(([flag, { value, doc }]) => `  --${flag}${value ? ` ${value}` : ''}\n      ${doc}`).join('\n')}`)
   }

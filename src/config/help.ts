@@ -7,12 +7,19 @@ export function defaultText(row: Variable<unknown>): string {
   return row.otherwise ?? 'none'
 }
 
+/** The note after a variable's name in `--help`: `default: 30`, `required`, or `optional`. */
+function helpDefault(row: Variable<unknown>): string {
+  if (row.required) return 'required'
+  const fallback = row.default ?? row.otherwise
+  return fallback === undefined ? 'optional' : `default: ${plain(fallback)}`
+}
+
 const width = 100
 
 /** Markdown to terminal text: code spans and bold lose their marks. */
 const plain = (markdown: string) => markdown.replace(/\*\*|`/g, '')
 
-function wrap(text: string, indent: string): string {
+export function wrap(text: string, indent: string): string {
   const lines: string[] = []
   let line = ''
   for (const word of text.split(/\s+/)) {
@@ -28,6 +35,6 @@ function wrap(text: string, indent: string): string {
 /** The `Environment:` section of `command --help`: each variable, its default, and its doc, from the table. */
 export function environmentHelp(command: Command): string {
   const rows = Object.values(variables).filter((row) => (row.commands as readonly Command[]).includes(command))
-  const entries = rows.map((row) => `  ${row.name} (${plain(defaultText(row))})\n${wrap(plain(row.doc), '      ')}`)
+  const entries = rows.map((row) => `  ${row.name} (${helpDefault(row)})\n${wrap(plain(row.doc), '      ')}`)
   return `Environment:\n${entries.join('\n')}`
 }

@@ -150,13 +150,6 @@ export const variables = {
     doc: 'when the client already sent `TOKEN_HEADER` to a token-receiving destination, forward its value instead of overwriting it',
     commands: egress,
   }),
-  upstreamTimeout: variable({
-    name: 'UPSTREAM_TIMEOUT',
-    parse: timerSeconds,
-    default: '30',
-    doc: "seconds to wait for an upstream's response headers before answering 504 (connecting: at most 10 s of it). Bodies have no idle limit, so server-sent events can wait",
-    commands: ['egress', 'ingress'],
-  }),
   upstreamCaFile: variable({
     name: 'UPSTREAM_CA_FILE',
     parse: pemFile,
@@ -245,6 +238,13 @@ export const variables = {
     required: true,
     doc: 'the app, e.g. `http://127.0.0.1:3000`; its path is a prefix',
     commands: ['ingress'],
+  }),
+  upstreamTimeout: variable({
+    name: 'UPSTREAM_TIMEOUT',
+    parse: timerSeconds,
+    default: '30',
+    doc: `seconds to wait for an upstream's response headers before answering 504 (connecting: at most ${fixedTimeouts.connectMs / 1000} s of it). Bodies have no idle limit, so server-sent events can wait`,
+    commands: ['egress', 'ingress'],
   }),
   port: variable({
     name: 'PORT',
