@@ -117,6 +117,15 @@ describe('verifier, ingress and client configuration', () => {
     )
   })
 
+  test("client: HTTP_PROXY may carry the proxy's credentials, and must name its scheme", () => {
+    expect(() => loadClientConfig({ TARGET_URL: 'http://x', HTTP_PROXY: 'http://user:secret@127.0.0.1:15080' })).not.toThrow()
+    expect(() => loadClientConfig({ TARGET_URL: 'http://x', http_proxy: 'proxy:3128' })).toThrow(/http_proxy: must be an http/)
+    // A proxy URL may hold a password: the message names the variable, never its value.
+    expect(() => loadClientConfig({ TARGET_URL: 'http://x', HTTP_PROXY: 'ftp://user:secret@proxy' })).toThrow(
+      /^invalid configuration: HTTP_PROXY: must be an http:\/\/ or https:\/\/ URL$/,
+    )
+  })
+
   test('client: INTERVAL in seconds, must be positive', () => {
     expect(loadClientConfig({ TARGET_URL: 'http://x', INTERVAL: '0.5' }).intervalMs).toBe(500)
     expect(() => loadClientConfig({ TARGET_URL: 'http://x', INTERVAL: '0' })).toThrow(/INTERVAL="0"/)

@@ -108,7 +108,7 @@ function load<C extends Command, R>(env: Env, command: C, build: (values: Values
       values[key] = row.parse(text)
     } catch (error) {
       if (!(error instanceof InvalidValue)) throw error
-      problems.push(`${row.name}=${JSON.stringify(text)}: ${error.message}`)
+      problems.push(`${row.name}${row.sensitive ? '' : `=${JSON.stringify(text)}`}: ${error.message}`)
     }
   }
   // Every row with a default or `required` has a value here, or a problem was recorded: so the
@@ -200,7 +200,7 @@ export function loadClientConfig(env: Env): ClientConfig {
 /** The names of the variables `command` reads, in table order. */
 const namesOf = (command: Command): readonly string[] => [...new Set(rowsOf(command).map(([, row]) => row.name))]
 
-/** Every variable each command reads: for `--help` and for checking deploy manifests against the CLI. */
+/** Every variable each command reads: for `--help` and for checking deploy manifests against the CLI. A new command gets its line here (the type insists). */
 export const environmentVariables: Record<Command, readonly string[]> = {
   egress: namesOf('egress'),
   'auth-server': namesOf('auth-server'),

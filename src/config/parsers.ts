@@ -55,6 +55,18 @@ export const httpUrl: Parser<URL> = (text) => {
   return url
 }
 
+/** A proxy's `http://` or `https://` URL; unlike an upstream's, it may carry the proxy's credentials. */
+export const proxyUrl: Parser<URL> = (text) => {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new InvalidValue('not a URL (write the scheme: http://proxy:3128)')
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidValue('must be an http:// or https:// URL')
+  return url
+}
+
 /** `httpUrl` that is a plain location: no query, no fragment (a base that request paths are added to). */
 export const baseUrl: Parser<URL> = (text) => {
   const url = httpUrl(text)

@@ -14,13 +14,14 @@ import {
   type Parser,
   pemFile,
   portNumber,
+  proxyUrl,
   seconds,
   text,
   timerSeconds,
 } from './parsers'
 import { routesFile } from './routes'
 
-/** Every command that reads the environment. */
+/** Every command that reads the environment through this table; a row names the ones that read it. */
 export type Command = 'egress' | 'auth-server' | 'ingress' | 'client'
 
 /** One row: an environment variable as one command (or several, identically) reads it. */
@@ -31,6 +32,8 @@ export interface Variable<T, C extends Command = Command> {
   default?: string
   /** Start fails naming the variable when it is unset. */
   required?: true
+  /** May hold a credential (a proxy URL's password): a problem with it never quotes the value. */
+  sensitive?: true
   /** What applies when unset and there is no fixed default (`origin of TARGET_URL`); the docs show it. Default: none. */
   otherwise?: string
   /** What it does, with its unit; the README/docs tables and `--help` print exactly this (markdown). */
@@ -290,13 +293,15 @@ export const variables = {
   }),
   httpProxy: variable({
     name: 'HTTP_PROXY',
-    parse: httpUrl,
+    parse: proxyUrl,
+    sensitive: true,
     doc: "the proxy for `http://` URLs, as curl reads it (the client uses undici's `EnvHttpProxyAgent`): they go to the proxy as plain absolute-form requests, not through a `CONNECT` tunnel, so the sidecar can add the token. `http_proxy` wins when both are set",
     commands: ['client'],
   }),
   httpProxyLower: variable({
     name: 'http_proxy',
-    parse: httpUrl,
+    parse: proxyUrl,
+    sensitive: true,
     doc: 'as `HTTP_PROXY`',
     commands: ['client'],
   }),
