@@ -42,8 +42,8 @@ export function isLoopback(host: string): boolean {
   return isIP(bare) === 4 && bare.startsWith('127.')
 }
 
-/** An absolute `http://` or `https://` URL without credentials. */
-export const httpUrl: Parser<URL> = (text) => {
+/** An absolute `http://` or `https://` URL: a proxy's, which may carry the proxy's credentials. */
+export const proxyUrl: Parser<URL> = (text) => {
   let url: URL
   try {
     url = new URL(text)
@@ -51,19 +51,13 @@ export const httpUrl: Parser<URL> = (text) => {
     throw new InvalidValue('not a URL')
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidValue('must be an http:// or https:// URL')
-  if (url.username || url.password) throw new InvalidValue('must not carry credentials')
   return url
 }
 
-/** A proxy's `http://` or `https://` URL; unlike an upstream's, it may carry the proxy's credentials. */
-export const proxyUrl: Parser<URL> = (text) => {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    throw new InvalidValue('not a URL (write the scheme: http://proxy:3128)')
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidValue('must be an http:// or https:// URL')
+/** An absolute `http://` or `https://` URL without credentials (an upstream, an issuer's endpoint). */
+export const httpUrl: Parser<URL> = (text) => {
+  const url = proxyUrl(text)
+  if (url.username || url.password) throw new InvalidValue('must not carry credentials')
   return url
 }
 
