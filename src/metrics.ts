@@ -27,14 +27,14 @@ export function createMetrics() {
     }),
     tokenRefreshes: new Counter({
       name: 'bearer_sidecar_token_refreshes_total',
-      help: 'New tokens taken up by a token source, by key (file path or audience)',
-      labelNames: ['key'] as const,
+      help: 'New tokens taken up by a token source, by key (file path or audience) and, in google mode, source',
+      labelNames: ['key', 'source'] as const,
       registers,
     }),
     tokenFailures: new Counter({
       name: 'bearer_sidecar_token_failures_total',
-      help: 'Failed token reads or fetches, by key and error code',
-      labelNames: ['key', 'reason'] as const,
+      help: 'Failed token reads or fetches, by key, error code and, in google mode, source',
+      labelNames: ['key', 'reason', 'source'] as const,
       registers,
     }),
     verifications: new Counter({

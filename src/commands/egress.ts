@@ -10,11 +10,14 @@ import type { TokenSource } from '../tokens/token-source'
 /** `bearer-sidecar egress`: the proxy on LISTEN_ADDR, health and metrics on ADMIN_ADDR. */
 export async function runEgress(config: EgressConfig, logger: Logger): Promise<Service> {
   const metrics = createMetrics()
-  const tokenSource: TokenSource =
+  // Loaded only in google mode: google-auth-library is most of the start-up time otherwise.
+  const idTokens =
     config.clientMode === 'google'
-      ? // Loaded only in google mode: google-auth-library is most of the start-up time otherwise.
-        (await import('../tokens/google-source.js')).createGoogleTokenSource({ logger, metrics })
-      : createFileTokenSource({ logger, metrics, audiences: expectedAudiences(config) })
+      ? (await import('../tokens/google-id-tokens.js')).createGoogleIdTokens(config.googleCredentials)
+      : undefined
+  const tokenSource: TokenSource = idTokens
+    ? (await import('../tokens/google-source.js')).createGoogleTokenSource({ logger, metrics, idTokens })
+    : createFileTokenSource({ logger, metrics, audiences: expectedAudiences(config) })
   registerTokenGauges(metrics, tokenSource)
   const egress = createEgressServer(config, { tokenSource, logger, metrics })
   const admin = createAdminServer({
@@ -29,7 +32,7 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
   })
   const [proxyAddress, adminAddress] = await Promise.all([listen(egress.server, config.listen), listen(admin, config.admin)])
   const destinations = config.routes.map((route) => `${route.host} -> ${route.upstream}`).join(', ')
-  const tokens = config.clientMode === 'google' ? 'google ID tokens from the metadata server' : `token: ${config.tokenFile}`
+  const tokens = idTokens ? `google ID tokens from ${idTokens.summary}` : `token: ${config.tokenFile}`
   logger.info(
     { listen: formatAddress(proxyAddress), admin: formatAddress(adminAddress) },
     `egress ${formatAddress(proxyAddress)} -> ${config.targetUrl?.href ?? 'forward proxy only'} [${destinations}] (${tokens}); admin ${formatAddress(adminAddress)}`,

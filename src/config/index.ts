@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors'
+import { type GoogleCredentials, readGoogleCredentials } from '../tokens/google-credentials'
 import { type Address, InvalidValue, isLoopback, showAddress } from './parsers'
 import { type RouteConfig, targetRoute } from './routes'
 import { allInterfaces, type Command, type Variables, variables } from './variables'
@@ -21,6 +22,8 @@ export type Env = Record<string, string | undefined>
 export interface EgressConfig {
   clientMode: 'kubernetes' | 'google'
   tokenFile: string
+  /** google mode: the credential file GOOGLE_APPLICATION_CREDENTIALS names, checked; absent means the metadata server. */
+  googleCredentials?: GoogleCredentials
   /** Upstream of origin-form (reverse proxy) requests; absent means only forward use. */
   targetUrl?: URL
   /** Routes in match order: TARGET_URL's own route first, then ROUTES_FILE's. */
@@ -128,6 +131,16 @@ export function loadEgressConfig(env: Env): EgressConfig {
         `LISTEN_ADDR=${JSON.stringify(showAddress(listenAddr))} is not a loopback address: every pod that can reach this one could send requests with this workload's identity; set ALLOW_NON_LOOPBACK_LISTEN=true to accept that`,
       )
     }
+    // Read only in google mode: kubernetes mode ignores Application Default Credentials' variable.
+    let googleCredentials: GoogleCredentials | undefined
+    const credentialsPath = values.clientMode === 'google' ? values.googleApplicationCredentials : undefined
+    if (credentialsPath) {
+      try {
+        googleCredentials = readGoogleCredentials(credentialsPath)
+      } catch (error) {
+        fail(`GOOGLE_APPLICATION_CREDENTIALS=${JSON.stringify(credentialsPath)}: ${(error as Error).message}`)
+      }
+    }
     const routes: RouteConfig[] = [
       ...(targetUrl ? [targetRoute(targetUrl, audience, tokenFile)] : []),
       ...(routesFile ?? []).map((entry) => ({ ...entry, tokenFile: entry.tokenFile ?? tokenFile })),
@@ -135,6 +148,7 @@ export function loadEgressConfig(env: Env): EgressConfig {
     return {
       clientMode: values.clientMode,
       tokenFile,
+      googleCredentials,
       targetUrl,
       routes,
       listen: listenAddr,

@@ -89,7 +89,7 @@ export const variables = {
     name: 'CLIENT_MODE',
     parse: oneOf(['kubernetes', 'google']),
     default: 'kubernetes',
-    doc: "`kubernetes`: the projected service-account token in `TOKEN_FILE` (or a route's `tokenFile`); `google`: a Google-signed ID token from the metadata server, one per audience",
+    doc: "`kubernetes`: the projected service-account token in `TOKEN_FILE` (or a route's `tokenFile`); `google`: a Google-signed ID token per audience, from the metadata server or the credential file `GOOGLE_APPLICATION_CREDENTIALS` names",
     commands: egress,
   }),
   tokenFile: variable({
@@ -157,6 +157,13 @@ export const variables = {
     name: 'UPSTREAM_CA_FILE',
     parse: pemFile,
     doc: "PEM certificates trusted for HTTPS upstreams besides Node's CA store (which `NODE_EXTRA_CA_CERTS` also extends); read at start",
+    commands: egress,
+  }),
+  googleApplicationCredentials: variable({
+    name: 'GOOGLE_APPLICATION_CREDENTIALS',
+    parse: text,
+    otherwise: 'the metadata server',
+    doc: 'google mode: a credential file to take ID tokens from instead of the metadata server: `external_account` (workload identity federation with service-account impersonation), `service_account` key, or `impersonated_service_account`; read and checked at start, ignored in kubernetes mode ([docs/google-credentials.md](docs/google-credentials.md))',
     commands: egress,
   }),
   gceMetadataHost: variable({

@@ -29,6 +29,8 @@ export interface LocalMetadataServer {
   readonly url: string
   /** Identity requests received for the audience, whatever they were answered (faults included). */
   fetches(audience: string): number
+  /** Every request received, on any path: 0 proves that nothing asked the metadata server. */
+  requests(): number
   setFault(fault: MetadataFault): void
   close(): Promise<void>
 }
@@ -47,6 +49,7 @@ const identityPath = /^\/computeMetadata\/v1\/instance\/service-accounts\/([^/]+
 export async function startMetadataServer(options: MetadataServerOptions): Promise<LocalMetadataServer> {
   const email = options.email ?? 'sidecar@demo-project.iam.gserviceaccount.com'
   const counts = new Map<string, number>()
+  let requests = 0
   const held = new Set<NodeJS.Timeout>()
   let fault: MetadataFault = 'none'
 
@@ -128,6 +131,7 @@ export async function startMetadataServer(options: MetadataServerOptions): Promi
   }
 
   const server: Server = createServer((req, res) => {
+    requests += 1
     answer(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(500, text).end('mint failed\n')
       else res.destroy()
@@ -140,6 +144,7 @@ export async function startMetadataServer(options: MetadataServerOptions): Promi
     host,
     url: `http://${host}`,
     fetches: (audience) => counts.get(audience) ?? 0,
+    requests: () => requests,
     setFault(next) {
       fault = next
     },

@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events'
-import { gcpMetadata } from 'google-auth-library'
-import { type SidecarError, TokenExpiredError, TokenMalformedError, TokenUnavailableError } from '../errors'
+import { SidecarError, TokenExpiredError, TokenMalformedError, TokenUnavailableError } from '../errors'
 import type { Logger } from '../log'
 import type { Metrics } from '../metrics'
+import { createGoogleIdTokens, type GoogleIdTokens } from './google-id-tokens'
 import { isoTime, keyStatus, type ParsedToken, parseToken, tokenLogFields } from './token'
 import type { Token, TokenKeyStatus, TokenSource } from './token-source'
 
@@ -18,6 +18,8 @@ const defaults = {
 export interface GoogleTokenSourceOptions {
   logger: Logger
   metrics: Pick<Metrics, 'tokenRefreshes' | 'tokenFailures'>
+  /** Where ID tokens come from (`createGoogleIdTokens`). Default: the metadata server. */
+  idTokens?: GoogleIdTokens
   /**
    * Milliseconds before the held token's `exp` at which a new one is fetched in the background,
    * at most half the token's lifetime. Default 300000 (5 min, as Google's libraries do).
@@ -45,19 +47,17 @@ export interface GoogleTokenSourceOptions {
 const maxTimerDelayMs = 2 ** 31 - 1
 
 /**
- * Google-signed ID tokens from the metadata server, one per audience (a key is an audience), for
+ * Google-signed ID tokens from the metadata server or a credential file (`idTokens`), one per audience (a key is an audience), for
  * `CLIENT_MODE=google`. Each audience is fetched as soon as it is known and again ahead of its
  * token's expiry, so that no request waits once warm; at most one fetch per audience is in flight,
  * and every caller of the moment shares it. A failed fetch is retried in the background with
  * capped exponential backoff, forever: a metadata server that answers late (a GKE pod's first
- * seconds) or comes back after an outage is picked up with no restart, and meanwhile the held
- * token is served until it expires.
+ * seconds), or STS or IAM Credentials coming back after an outage, is picked up with no restart,
+ * and meanwhile the held token is served until it expires. Logs and metrics carry the `source`.
  *
- * Fetches go through google-auth-library's `gcpMetadata.instance()`, which honours
- * `GCE_METADATA_HOST` at each call and refuses answers without `Metadata-Flavor: Google`. Its
- * `isAvailable()` and `GoogleAuth`'s environment detection are not used: both remember a first
- * failed probe for the life of the process, and that would leave a pod whose metadata server was
- * not ready at start-up without tokens for good.
+ * For the metadata server, google-auth-library's `isAvailable()` and `GoogleAuth`'s environment
+ * detection are not used: both remember a first failed probe for the life of the process, and
+ * that would leave a pod whose metadata server was not ready at start-up without tokens for good.
  */
 export function createGoogleTokenSource(options: GoogleTokenSourceOptions): TokenSource {
   for (const name of ['refreshBeforeExpiryMs', 'timeoutMs', 'retryInitialDelayMs', 'retryMaxDelayMs'] as const) {
@@ -98,12 +98,14 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
   readonly #retryInitialDelayMs: number
   readonly #retryMaxDelayMs: number
   readonly #now: () => number
+  readonly #idTokens: GoogleIdTokens
   readonly #audiences = new Map<string, AudienceState>()
   #closed = false
 
   constructor(options: GoogleTokenSourceOptions) {
     super()
-    this.#logger = options.logger
+    this.#idTokens = options.idTokens ?? createGoogleIdTokens()
+    this.#logger = options.logger.child({ source: this.#idTokens.origin })
     this.#metrics = options.metrics
     this.#refreshBeforeExpiryMs = options.refreshBeforeExpiryMs ?? defaults.refreshBeforeExpiryMs
     this.#minValidityMs = options.minValidityMs ?? defaults.minValidityMs
@@ -138,7 +140,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
   status(): TokenKeyStatus[] {
     const now = this.#now()
     return [...this.#audiences.values()].map((state) => {
-      return keyStatus(state.audience, state.held, this.#unavailable(state, now)?.message)
+      return { ...keyStatus(state.audience, state.held, this.#unavailable(state, now)?.message), source: this.#idTokens.origin }
     })
   }
 
@@ -155,7 +157,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     if (held && now < held.expiresAt - this.#minValidityMs) return undefined
     if (held) {
       const when = `${now < held.expiresAt ? 'expires' : 'expired'} at ${isoTime(held.expiresAt)}`
-      const why = state.reason ? `; the metadata server gave no newer one: ${state.reason}` : ''
+      const why = state.reason ? `; ${this.#idTokens.server} gave no newer one: ${state.reason}` : ''
       return new TokenExpiredError(`${state.audience}: token ${when}${why}`, { cause: problem })
     }
     return new TokenUnavailableError(problem?.message ?? `${state.audience}: no token fetched yet`, { cause: problem })
@@ -187,33 +189,41 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     try {
       token = await this.#fetch(state.audience)
     } catch (error) {
-      if (!this.#closed) this.#fail(state, error instanceof FetchProblem ? error : classify(error, this.#timeoutMs))
+      if (!this.#closed) this.#fail(state, error instanceof FetchProblem ? error : this.#classify(error))
       return
     }
     if (!this.#closed) this.#take(state, token)
   }
 
-  /** One ID token from the metadata server, under the timeout; anything but a usable JWT for the audience is an error. */
+  /** One ID token, under the timeout; anything but a usable JWT for the audience is an error. */
   async #fetch(audience: string): Promise<ParsedToken> {
-    const answer: unknown = await withTimeout(
-      gcpMetadata.instance({ property: 'service-accounts/default/identity', params: { audience, format: 'full' } }),
-      this.#timeoutMs,
-    )
+    const server = this.#idTokens.server
+    const answer: unknown = await withTimeout(this.#idTokens.fetchIdToken(audience), this.#timeoutMs)
     // The library hands back JSON bodies parsed, so an error document arrives as an object.
-    if (typeof answer !== 'string') throw new FetchProblem(TokenMalformedError, 'the metadata server answered JSON, not a token')
+    if (typeof answer !== 'string')
+      throw new FetchProblem(TokenMalformedError, `${server} answered ${answer === undefined ? 'no token' : 'JSON, not a token'}`)
     let token: ParsedToken
     try {
       token = parseToken(answer)
     } catch (error) {
-      throw new FetchProblem(TokenMalformedError, `the metadata server answered no usable token (${(error as Error).message})`, error)
+      throw new FetchProblem(TokenMalformedError, `${server} answered no usable token (${(error as Error).message})`, error)
     }
     if (!token.audience.includes(audience)) {
-      throw new FetchProblem(TokenMalformedError, 'the metadata server answered a token for another audience')
+      throw new FetchProblem(TokenMalformedError, `${server} answered a token for another audience`)
     }
     if (token.expiresAt - this.#minValidityMs <= this.#now()) {
-      throw new FetchProblem(TokenExpiredError, `the metadata server answered a token that expires at ${isoTime(token.expiresAt)}`)
+      throw new FetchProblem(TokenExpiredError, `${server} answered a token that expires at ${isoTime(token.expiresAt)}`)
     }
     return token
+  }
+
+  /** Names what went wrong with a fetch: `idTokens` explains its own failures; the library's text stays in `cause`. */
+  #classify(error: unknown): FetchProblem {
+    if (error instanceof FetchTimeout) {
+      return new FetchProblem(TokenUnavailableError, `${this.#idTokens.server} did not answer within ${this.#timeoutMs} ms`)
+    }
+    if (error instanceof SidecarError) return new FetchProblem(error.constructor as FetchProblem['Kind'], error.message, error.cause)
+    return new FetchProblem(TokenUnavailableError, `${this.#idTokens.server}: the request failed`, error)
   }
 
   #take(state: AudienceState, token: ParsedToken): void {
@@ -228,20 +238,20 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     if (token.fingerprint === state.held?.fingerprint) {
       this.#logger.debug(
         { key: state.audience, fingerprint: token.fingerprint, refreshAt: isoTime(state.refreshAt) },
-        'the metadata server answered the held token again',
+        `${this.#idTokens.server} answered the held token again`,
       )
       return
     }
     state.held = token
     state.expiryReported = false
-    this.#metrics.tokenRefreshes.inc({ key: state.audience })
+    this.#metrics.tokenRefreshes.inc({ key: state.audience, source: this.#idTokens.origin })
     this.#logger.info(
       {
         key: state.audience,
         ...tokenLogFields(token),
         refreshAt: isoTime(state.refreshAt),
       },
-      recovered ? 'ID token fetched; the metadata server answers again' : 'ID token fetched',
+      recovered ? `ID token fetched; ${this.#idTokens.server} answers again` : 'ID token fetched',
     )
     this.emit('update', state.audience, token)
   }
@@ -252,7 +262,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     state.problem = error
     state.reason = problem.reason
     state.failures += 1
-    this.#metrics.tokenFailures.inc({ key: state.audience, reason: error.code })
+    this.#metrics.tokenFailures.inc({ key: state.audience, reason: error.code, source: this.#idTokens.origin })
     const { held } = state
     const now = this.#now()
     const serving =
@@ -286,19 +296,19 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
 }
 
 /**
- * Bounds a call that takes no abort signal (`gcpMetadata.instance()` accepts none). On timeout the
- * call is left to finish on its own and its outcome is dropped.
+ * Bounds a call that takes no abort signal (google-auth-library's calls accept none). On timeout
+ * the call is left to finish on its own and its outcome is dropped.
  */
 function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new MetadataTimeout()), timeoutMs)
+    timer = setTimeout(() => reject(new FetchTimeout()), timeoutMs)
   })
   promise.catch(() => {})
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
 }
 
-class MetadataTimeout extends Error {}
+class FetchTimeout extends Error {}
 
 /** A fetch that gave no token: the error class to report it with, and the reason in a few words for the log and the 503. */
 class FetchProblem extends Error {
@@ -309,21 +319,4 @@ class FetchProblem extends Error {
   ) {
     super(reason)
   }
-}
-
-/** Names what went wrong with a call to the metadata server; the library's own text stays in `cause`. */
-function classify(error: unknown, timeoutMs: number): FetchProblem {
-  if (error instanceof MetadataTimeout) {
-    return new FetchProblem(TokenUnavailableError, `the metadata server did not answer within ${timeoutMs} ms`)
-  }
-  // gcp-metadata checks the answer's Metadata-Flavor header and throws a RangeError when it is wrong.
-  if (error instanceof RangeError) {
-    return new FetchProblem(TokenMalformedError, 'the answer did not come from a metadata server (no Metadata-Flavor: Google)', error)
-  }
-  const { status, code } = error as { status?: unknown; code?: unknown }
-  if (typeof status === 'number') return new FetchProblem(TokenUnavailableError, `the metadata server answered HTTP ${status}`, error)
-  if (typeof code === 'string' && /^E[A-Z_]+$/.test(code)) {
-    return new FetchProblem(TokenUnavailableError, `the metadata server is unreachable (${code})`, error)
-  }
-  return new FetchProblem(TokenUnavailableError, 'the metadata server request failed', error)
 }

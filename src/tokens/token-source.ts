@@ -22,10 +22,12 @@ export interface TokenKeyStatus {
   readonly reason?: string
   readonly expiresAt?: number
   readonly issuedAt?: number
+  /** google mode: where the tokens come from (`metadata`, `external_account`, `service_account`, `impersonated_service_account`). */
+  readonly source?: string
 }
 
 /**
- * Where tokens come from. One source per process (kubernetes: files; google: metadata server);
+ * Where tokens come from. One source per process (kubernetes: files; google: metadata server or credential file);
  * a key names one token: the token file's path, or the ID token's audience.
  *
  * Events: `update` (key: string, token: Token) when a new token is held;

@@ -11,6 +11,8 @@ export interface GoogleMinterOptions {
   now?: () => number
   /** Seconds from `iat` to `exp`; fractions allowed, for refreshes within a test. Default 3600, as Google's. */
   lifetimeSec?: number
+  /** The `email` claim. Default `serviceAccountEmail`. */
+  email?: string
 }
 
 let signingKey: Promise<CryptoKey> | undefined
@@ -21,7 +23,7 @@ export function googleIdTokenMinter(options: GoogleMinterOptions = {}): (audienc
   return async (audience) => {
     signingKey ??= generateKeyPair('RS256').then((pair) => pair.privateKey)
     const iat = now() / 1000
-    return new SignJWT({ azp: '104857600000000000001', email: serviceAccountEmail, email_verified: true })
+    return new SignJWT({ azp: '104857600000000000001', email: options.email ?? serviceAccountEmail, email_verified: true })
       .setProtectedHeader({ alg: 'RS256', kid: 'google-test', typ: 'JWT' })
       .setIssuer('https://accounts.google.com')
       .setSubject('104857600000000000001')

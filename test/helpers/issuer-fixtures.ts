@@ -48,7 +48,7 @@ export function verifierConfig(issuers: LocalIssuer[], overrides: Partial<Verifi
 /** Sum of a counter's values whose labels include `labels`. */
 export async function counterValue(
   metrics: Metrics,
-  name: 'verifications' | 'keyFetches',
+  name: 'verifications' | 'keyFetches' | 'tokenRefreshes' | 'tokenFailures',
   labels: Record<string, string>,
 ): Promise<number> {
   const { values } = await metrics[name].get()
