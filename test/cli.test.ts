@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { environmentVariables } from '../src/config'
 
@@ -39,6 +40,32 @@ test.each([
   expect(code).toBe(2)
   expect(stderr).toContain(message)
   expect(stderr.trim().split('\n')).toHaveLength(1)
+})
+
+test('egress in google mode with a credential file lacking a field exits 2 with one line naming the file and the field', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bearer-cli-credentials-'))
+  try {
+    const file = join(dir, 'credentials.json')
+    writeFileSync(
+      file,
+      JSON.stringify({
+        type: 'external_account',
+        audience: '//iam.googleapis.com/x',
+        subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
+        credential_source: { file: '/t' },
+      }),
+    )
+    const { code, stderr } = await runCli(['egress'], {
+      CLIENT_MODE: 'google',
+      TARGET_URL: 'https://run.example',
+      GOOGLE_APPLICATION_CREDENTIALS: file,
+    })
+    expect(code).toBe(2)
+    expect(stderr.trim().split('\n')).toHaveLength(1)
+    expect(stderr).toContain(`GOOGLE_APPLICATION_CREDENTIALS="${file}": field service_account_impersonation_url is missing`)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
 
 test('an unknown command exits 2 with the usage', async () => {

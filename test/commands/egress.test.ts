@@ -8,7 +8,10 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { request } from 'undici'
 import { createAtomicWriter } from '../../src/demo/kubelet'
+import { startMetadataServer } from '../../src/demo/metadata-server'
 import { listen } from '../../src/lifecycle'
+import { federation, startGoogleApis } from '../helpers/google-apis'
+import { googleIdTokenMinter } from '../helpers/google-metadata'
 import { signToken } from '../helpers/sign-token'
 
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js')
@@ -146,5 +149,34 @@ test('readyz is 503 with the reason while the token file is missing', async () =
     expect(ready.body).toBe(`not ready: ${join(dir, 'absent', 'token')}: file not found\n`)
   } finally {
     child.kill('SIGKILL')
+  }
+})
+
+test('google mode with an external_account file: the start-up line names it, /readyz passes once the token is held, metrics carry the source, and the metadata server is never asked', async () => {
+  const metadata = await startMetadataServer({ mint: googleIdTokenMinter() })
+  const apis = await startGoogleApis()
+  await createAtomicWriter(join(dir, 'federated')).write({ token: await signToken({ aud: federation.poolAudience }) })
+  const files = apis.writeCredentialFiles(dir, join(dir, 'federated', 'token'))
+  const running = await startCli({
+    CLIENT_MODE: 'google',
+    TARGET_URL: upstreamUrl,
+    GOOGLE_APPLICATION_CREDENTIALS: files.externalAccount,
+    GCE_METADATA_HOST: metadata.host,
+  })
+  try {
+    const started = await running.logged((entry) => typeof entry.listen === 'string')
+    expect(started.msg).toContain(`google ID tokens from external_account ${files.externalAccount} (${federation.serviceAccount})`)
+    await running.logged((entry) => entry.msg === 'ID token fetched' && entry.source === 'external_account')
+    expect((await text(`${running.admin}/readyz`)).status).toBe(200)
+    expect(await text(`${running.admin}/metrics`)).toMatchObject({
+      body: expect.stringContaining(
+        `bearer_sidecar_token_refreshes_total{key="${new URL(upstreamUrl).origin}",source="external_account"} 1`,
+      ),
+    })
+    expect(apis.count(`generateIdToken ${new URL(upstreamUrl).origin}`)).toBe(1)
+    expect(metadata.requests()).toBe(0)
+  } finally {
+    running.child.kill('SIGKILL')
+    await Promise.all([apis.close(), metadata.close()])
   }
 })
