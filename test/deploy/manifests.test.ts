@@ -1,14 +1,16 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
 import { Namespace } from 'kubernetes-models/v1/Namespace'
 import { Pod } from 'kubernetes-models/v1/Pod'
 import { Service } from 'kubernetes-models/v1/Service'
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { defaults, environmentVariables } from '../../src/config'
+import { readGoogleCredentials } from '../../src/tokens/google-credentials'
 
 // Renders every kustomization under deploy/ with `kubectl kustomize` (offline), validates each
 // object against the Kubernetes schemas (kubernetes-models), and checks the invariants the
@@ -45,6 +47,7 @@ interface Container {
 const models: Record<string, new (data: never) => { validate(): void }> = {
   'v1/Namespace': Namespace,
   'v1/ServiceAccount': ServiceAccount,
+  'v1/ConfigMap': ConfigMap,
   'v1/Pod': Pod,
   'v1/Service': Service,
   'apps/v1/Deployment': Deployment,
@@ -81,7 +84,7 @@ function env(container: Container, name: string): string | undefined {
 const commands = new Set<string>([...Object.keys(environmentVariables), 'demo'])
 const relative = (dir: string) => dir.slice(root.length + 1)
 const dirs = kustomizations(deployDir)
-const overlays = ['deploy/overlays/in-cluster', 'deploy/overlays/cloud-run', 'deploy/overlays/google']
+const overlays = ['deploy/overlays/in-cluster', 'deploy/overlays/cloud-run', 'deploy/overlays/google', 'deploy/overlays/federated']
 
 /** The port a probe targets, a named port resolved against the container's ports. */
 function probePort(container: Container, probe: Obj): number {
@@ -268,6 +271,46 @@ describeWithKubectl('deploy/ kustomizations', () => {
     expect(account.metadata.annotations['iam.gke.io/gcp-service-account']).toMatch(/^auth-client@PROJECT_ID\.iam\.gserviceaccount\.com$/)
   })
 
+  test('federated: CLIENT_MODE=google with the credential file read-only from a ConfigMap, naming the projected token issued for the pool provider', () => {
+    const objects = rendered.get('deploy/overlays/federated')!
+    const pod = authClient('deploy/overlays/federated')
+    const egress = egressOf(pod)
+    expect(env(egress, 'CLIENT_MODE')).toBe('google')
+    expect(originOf(env(egress, 'AUDIENCE')!)).toBe(new URL(env(egress, 'TARGET_URL')!).origin)
+    expect(env(egress, 'TOKEN_FILE')).toBeUndefined()
+    // The mounted credential file is one the sidecar accepts at start.
+    const credentialsPath = env(egress, 'GOOGLE_APPLICATION_CREDENTIALS')!
+    const credentialsMount = egress.volumeMounts!.find((m) => credentialsPath.startsWith(`${m.mountPath}/`)) as Obj
+    expect(credentialsMount.readOnly).toBe(true)
+    const credentialsVolume = pod.spec.volumes.find((v: Obj) => v.name === credentialsMount.name)
+    const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name === credentialsVolume.configMap.name)!
+    const dir = mkdtempSync(join(tmpdir(), 'bearer-federated-overlay-'))
+    try {
+      const file = join(dir, 'credentials.json')
+      writeFileSync(file, configMap.data[credentialsPath.slice(credentialsMount.mountPath.length + 1)])
+      const { credentials } = readGoogleCredentials(file)
+      if (credentials.type !== 'external_account') throw new Error(`credentials.json is ${credentials.type}`)
+      expect(credentials.impersonation).toEqual({
+        serviceAccount: 'auth-client@PROJECT_ID.iam.gserviceaccount.com',
+        endpoint: 'https://iamcredentials.googleapis.com',
+      })
+      // STS's subject token is the projected token, issued for the provider's default audience.
+      const tokens = pod.spec.volumes.find((v: Obj) => v.projected)
+      const source = tokens.projected.sources[0].serviceAccountToken
+      const tokensMount = egress.volumeMounts!.find((m) => m.name === tokens.name) as Obj
+      expect(`${tokensMount.mountPath}/${source.path}`).toBe(credentials.subjectTokenFile)
+      expect(tokensMount.readOnly).toBe(true)
+      expect(`https:${credentials.json.audience}`).toBe(source.audience)
+      expect(source.audience).toMatch(
+        /^https:\/\/iam\.googleapis\.com\/projects\/PROJECT_NUMBER\/locations\/global\/workloadIdentityPools\/POOL_ID\/providers\/PROVIDER_ID$/,
+      )
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    expect(clientOf(pod).volumeMounts ?? []).toEqual([])
+    expect(pod.spec.automountServiceAccountToken).toBe(false)
+  })
+
   test('no kustomization renames objects (the walkthrough names the Pod auth-client)', () => {
     for (const dir of dirs) {
       const kustomization = parseYaml(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as Obj
@@ -293,6 +336,9 @@ describeWithKubectl('deploy/ kustomizations', () => {
           CLUSTER_NAME: 'workload-id',
           TAG: '1.2.3',
           SERVICE_URL: 'https://auth-server-abc123-ew.a.run.app/',
+          PROJECT_NUMBER: '123456789012',
+          POOL_ID: 'kind-pool',
+          PROVIDER_ID: 'kind-cluster',
         },
         stdio: 'pipe',
       })
@@ -301,8 +347,14 @@ describeWithKubectl('deploy/ kustomizations', () => {
 
     test.each(overlays.map((dir) => dir.replace('deploy/', '')))('%s renders with every placeholder filled', (dir) => {
       const text = execFileSync('kubectl', ['kustomize', join(out, dir)], { encoding: 'utf8', timeout: 30_000 })
-      expect(text).not.toMatch(/\b(PROJECT_ID|REGION|CLUSTER_LOCATION|CLUSTER_NAME|SERVICE_HOST|TAG)\b/)
+      expect(text).not.toMatch(/\b(PROJECT_ID|PROJECT_NUMBER|POOL_ID|PROVIDER_ID|REGION|CLUSTER_LOCATION|CLUSTER_NAME|SERVICE_HOST|TAG)\b/)
       expect(text).toContain('image: europe-west1-docker.pkg.dev/my-project/bearer-sidecar/bearer-sidecar:1.2.3')
+      if (dir === 'overlays/federated') {
+        expect(text).toContain(
+          '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/kind-pool/providers/kind-cluster',
+        )
+        expect(text).toContain('serviceAccounts/auth-client@my-project.iam.gserviceaccount.com:generateAccessToken')
+      }
       if (dir !== 'overlays/in-cluster') expect(text).toContain('value: https://auth-server-abc123-ew.a.run.app\n')
     })
 
