@@ -11,6 +11,8 @@ test('the built library loads in plain Node and exposes the egress, token source
       'createEgressServer',
       'createFileTokenSource',
       'createGoogleTokenSource',
+      'createGoogleIdTokens',
+      'readGoogleCredentials',
       'createVerifier',
       'createAuthHandler',
       'createExpressAuth',

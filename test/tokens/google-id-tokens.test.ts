@@ -88,7 +88,9 @@ test.each<[keyof CredentialFiles, string, Record<string, number>]>([
     expect(metadata.server.requests()).toBe(0)
     expect(tokens.status()).toEqual(expect.arrayContaining([expect.objectContaining({ key: cloudRun, ready: true, source: origin })]))
     expect(logs.lines.filter((line) => line.msg === 'ID token fetched').every((line) => line.source === origin)).toBe(true)
-    for (const token of got) expect(logs.raw.join('')).not.toContain(token.value.split('.')[2])
+    const logged = logs.raw.join('')
+    for (const token of got) expect(logged).not.toContain(token.value.split('.')[2])
+    for (const subjectToken of apis.subjectTokens) expect(logged).not.toContain(subjectToken.split('.')[2])
   },
 )
 
