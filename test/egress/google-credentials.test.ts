@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { decodeJwt } from 'jose'
 import { Pool } from 'undici'
 import { type Env, loadEgressConfig } from '../../src/config'
-import { createAtomicWriter } from '../../src/demo/kubelet'
+import { type AtomicWriter, createAtomicWriter } from '../../src/demo/kubelet'
 import { createMetrics } from '../../src/metrics'
 import { createGoogleIdTokens } from '../../src/tokens/google-id-tokens'
 import { createGoogleTokenSource } from '../../src/tokens/google-source'
@@ -29,6 +29,7 @@ let dir: string
 let apis: LocalGoogleApis
 let files: CredentialFiles
 let env: Env
+let kubelet: AtomicWriter
 
 beforeAll(async () => {
   upstream = await startUpstream()
@@ -38,7 +39,7 @@ afterAll(() => upstream.close())
 beforeEach(async () => {
   clockOffset = 0
   dir = mkdtempSync(join(tmpdir(), 'bearer-federated-'))
-  const kubelet = createAtomicWriter(join(dir, 'tokens'))
+  kubelet = createAtomicWriter(join(dir, 'tokens'))
   await kubelet.write({ token: await signToken({ aud: federation.poolAudience }) })
   const routes = join(dir, 'routes.json')
   writeFileSync(routes, JSON.stringify({ routes: [{ host: 'second.test', upstream: upstream.url, audience: second }] }))
@@ -79,6 +80,8 @@ async function startFederatedEgress(apiOptions: GoogleApisOptions = {}) {
 interface Answer {
   status: number
   audience?: unknown
+  /** The bearer token the upstream received. */
+  token?: string
   code?: string
 }
 
@@ -97,7 +100,8 @@ async function fire(port: number, count: number, use: 'reverse' | 'forward', con
       return { status: response.statusCode, code }
     }
     const { authorization } = ((await response.body.json()) as { headers: { authorization?: string } }).headers
-    return { status: 200, audience: decodeJwt(authorization?.replace(/^Bearer /, '') ?? '').aud }
+    const token = authorization?.replace(/^Bearer /, '') ?? ''
+    return { status: 200, token, audience: decodeJwt(token).aud }
   }
   const answers: Answer[] = []
   let started = 0
@@ -169,6 +173,30 @@ test('through an outage of STS and IAM the cached tokens are served until they e
     await running.close()
   }
 }, 30_000)
+
+test('the projected token the kubelet rotates in is what the next exchange sends, and requests carry the ID token it bought', async () => {
+  // Access tokens shorter than the library's early-refresh margin: each ID-token refresh exchanges anew.
+  const running = await startFederatedEgress({ accessTokenLifetimeSec: 60, idTokenLifetimeSec: 600 })
+  const { tokenSource, egress } = running
+  try {
+    const before = await fire(egress.port, 10, 'reverse')
+    expect(before.every((answer) => answer.status === 200)).toBe(true)
+    const rotated = await signToken({ aud: federation.poolAudience })
+    await kubelet.write({ token: rotated })
+    const exchanged = apis.subjectTokens.length
+    // Past the refresh point: the next request triggers the refresh, served meanwhile by the held token.
+    clockOffset += 400_000
+    const refreshed = nextEvent(tokenSource, 'update', first)
+    await fire(egress.port, 1, 'reverse')
+    const token = await refreshed
+    expect(new Set(apis.subjectTokens.slice(exchanged))).toEqual(new Set([rotated]))
+    const after = await fire(egress.port, 10, 'reverse')
+    expect(after.every((answer) => answer.status === 200 && answer.token === token.value)).toBe(true)
+    expect(token.expiresAt).toBeGreaterThan(Date.now() + clockOffset + 500_000)
+  } finally {
+    await running.close()
+  }
+})
 
 test('a 403 from IAM: requests get 503 with the code, and the log names the role to grant', async () => {
   const running = await startFederatedEgress()
