@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { decodeJwt } from 'jose'
@@ -212,4 +212,32 @@ test('a missing projected token is named, and taken up once the kubelet writes i
   expect(apis.requests('sts')).toBe(0)
   await kubelet.write({ token: await signToken({ aud: federation.poolAudience }) })
   await nextEvent(tokens, 'update', cloudRun)
+})
+
+test('a JSON-format subject token file is read by its field; an empty one is named, never exchanged', async () => {
+  await startApis()
+  const federated = JSON.parse(readFileSync(files.externalAccount, 'utf8')) as Record<string, unknown>
+  const subjectFile = join(dir, 'subject.json')
+  const credentials = join(dir, 'json-format.json')
+  writeFileSync(
+    credentials,
+    JSON.stringify({
+      ...federated,
+      credential_source: { file: subjectFile, format: { type: 'json', subject_token_field_name: 'id_token' } },
+    }),
+  )
+  writeFileSync(subjectFile, JSON.stringify({ id_token: '' }))
+  const tokens = start(credentials)
+  const failed = nextEvent(tokens, 'failure', cloudRun)
+  tokens.prepare(cloudRun)
+  expect(await failed).toMatchObject({
+    code: 'ERR_TOKEN_MALFORMED',
+    message: expect.stringContaining(`the subject token file ${subjectFile} holds no token`),
+  })
+  expect(apis.requests('sts')).toBe(0)
+
+  const subjectToken = await signToken({ aud: federation.poolAudience })
+  writeFileSync(subjectFile, JSON.stringify({ id_token: subjectToken }))
+  await nextEvent(tokens, 'update', cloudRun)
+  expect(apis.subjectTokens).toEqual([subjectToken])
 })
