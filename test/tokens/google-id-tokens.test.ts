@@ -241,3 +241,18 @@ test('a JSON-format subject token file is read by its field; an empty one is nam
   await nextEvent(tokens, 'update', cloudRun)
   expect(apis.subjectTokens).toEqual([subjectToken])
 })
+
+test('STS refusing the projected token (400 invalid_grant) is named with its OAuth error, and IAM is never called', async () => {
+  await startApis()
+  const hourAgo = Math.floor(Date.now() / 1000) - 3600
+  await kubelet.write({ token: await signToken({ aud: federation.poolAudience, iat: hourAgo - 600, exp: hourAgo }) })
+  const tokens = start(files.externalAccount)
+  const failed = nextEvent(tokens, 'failure', cloudRun)
+  tokens.prepare(cloudRun)
+  const failure = await failed
+  expect(failure).toMatchObject({
+    code: 'ERR_TOKEN_UNAVAILABLE',
+    message: expect.stringContaining(`STS (${apis.stsUrl}) answered HTTP 400 (invalid_grant: `),
+  })
+  expect(apis.requests('iam')).toBe(0)
+})
