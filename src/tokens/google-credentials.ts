@@ -22,6 +22,8 @@ export interface ExternalAccount {
   readonly json: Readonly<Record<string, unknown>>
   /** Where the subject token is read, before each exchange. */
   readonly subjectTokenFile: string
+  /** `credential_source.format` `json`: the field holding the token; absent: the file is the token. */
+  readonly subjectTokenField?: string
   readonly tokenUrl: string
   /** `service_account_impersonation_url`: required at the top level, optional as an impersonation's source. */
   readonly impersonation?: Impersonation
@@ -151,13 +153,14 @@ function externalAccount(fields: Record<string, unknown>, at: string): ExternalA
     )
   }
   const subjectTokenFile = string(source, 'file', `${at}credential_source.`)
+  let subjectTokenField: string | undefined
   if (source.format !== undefined) {
     const format = object(source.format, `${at}credential_source.format`)
     const formatType = optionalString(format, 'type', `${at}credential_source.format.`) ?? 'text'
     if (formatType !== 'text' && formatType !== 'json') {
       throw new FieldProblem(`field ${at}credential_source.format.type must be text or json`)
     }
-    if (formatType === 'json') string(format, 'subject_token_field_name', `${at}credential_source.format.`)
+    if (formatType === 'json') subjectTokenField = string(format, 'subject_token_field_name', `${at}credential_source.format.`)
   }
   const tokenUrl = url(fields, 'token_url', at, googleStsUrl)
   const impersonationUrl = optionalString(fields, 'service_account_impersonation_url', at)
@@ -165,6 +168,7 @@ function externalAccount(fields: Record<string, unknown>, at: string): ExternalA
     type: 'external_account',
     json: { ...fields, token_url: tokenUrl },
     subjectTokenFile,
+    subjectTokenField,
     tokenUrl,
     impersonation: impersonationUrl === undefined ? undefined : impersonation(fields, at),
   }

@@ -266,11 +266,10 @@ async function readSubjectToken(account: ExternalAccount): Promise<string> {
       cause: error,
     })
   }
-  const format = account.json.credential_source as { format?: { type?: string; subject_token_field_name?: string } }
   let token: unknown = text.trim()
-  if (format.format?.type === 'json') {
+  if (account.subjectTokenField !== undefined) {
     try {
-      token = (JSON.parse(text) as Record<string, unknown>)[format.format.subject_token_field_name!]
+      token = (JSON.parse(text) as Record<string, unknown>)[account.subjectTokenField]
     } catch {
       token = undefined
     }
