@@ -60,8 +60,12 @@ export interface LocalIssuer {
   readonly requests: { discovery: number; keys: number }
   /** A service-account token with the API server's claim set, signed with the current key. */
   mint(options: MintOptions): Promise<string>
-  /** Signs with a fresh key from now on; the previous key stays published unless `keepPrevious` is false. Keys older than that are dropped. Returns the new kid. */
-  rotate(options?: { keepPrevious?: boolean }): Promise<string>
+  /**
+   * Signs with a fresh key from now on; the previous key stays published unless `keepPrevious` is
+   * false. Keys older than that are dropped. `kid` names the new key (default: the API server's
+   * derivation); the current kid again makes a key set listing one kid twice. Returns the new kid.
+   */
+  rotate(options?: { keepPrevious?: boolean; kid?: string }): Promise<string>
   setFault(fault: IssuerFault): void
   close(): Promise<void>
 }
@@ -72,12 +76,12 @@ interface SigningKey {
   jwk: JWK
 }
 
-async function newSigningKey(): Promise<SigningKey> {
+async function newSigningKey(chosenKid?: string): Promise<SigningKey> {
   const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true })
   const jwk = await exportJWK(publicKey)
   // The API server's kid: base64url SHA-256 of the public key's DER.
   const der = await crypto.subtle.exportKey('spki', publicKey)
-  const kid = createHash('sha256').update(Buffer.from(der)).digest('base64url')
+  const kid = chosenKid ?? createHash('sha256').update(Buffer.from(der)).digest('base64url')
   return { kid, privateKey, jwk: { use: 'sig', kty: jwk.kty, kid, alg: 'RS256', n: jwk.n, e: jwk.e } }
 }
 
@@ -191,7 +195,7 @@ export async function startLocalIssuer(options: LocalIssuerOptions = {}): Promis
       return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: current.kid, ...mint.header }).sign(current.privateKey)
     },
     async rotate(rotation = {}) {
-      const next = await newSigningKey()
+      const next = await newSigningKey(rotation.kid)
       previous = rotation.keepPrevious === false ? undefined : current
       current = next
       return current.kid

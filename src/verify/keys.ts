@@ -1,4 +1,13 @@
-import { createRemoteJWKSet, customFetch, type FetchImplementation, type JWTVerifyGetKey } from 'jose'
+import {
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  type FetchImplementation,
+  type JWTVerifyGetKey,
+  type JWTVerifyOptions,
+  type JWTVerifyResult,
+  jwtVerify,
+} from 'jose'
 import { IssuerUnavailableError } from '../errors'
 import type { IssuerFetch } from './issuer-fetch'
 
@@ -13,13 +22,20 @@ export interface IssuerKeysOptions {
   refreshMs: number
   /** Milliseconds after a failed fetch before the next attempt, so an outage costs one fetch per interval, not one per request. */
   retryMs: number
+  /** Keys tried for one token that several published keys match (no `kid`, or a `kid` listed twice). */
+  maxCandidateKeys: number
   /** Told about every fetch attempt, for metrics and logs. */
   onFetch?: (error?: Error) => void
 }
 
 export interface IssuerKeys {
-  /** The key resolver for `jwtVerify`. Rejects with `IssuerUnavailableError` when keys are needed and cannot be fetched. */
-  getKey: JWTVerifyGetKey
+  /**
+   * `jwtVerify` against these keys. When several published keys match the token (it has no `kid`,
+   * or the set lists its `kid` twice, as during some rotations), each is tried in the set's order,
+   * at most `maxCandidateKeys` of them. Rejects as `jwtVerify` does, and with
+   * `IssuerUnavailableError` when keys are needed and cannot be fetched.
+   */
+  verify(token: string, options: JWTVerifyOptions): Promise<JWTVerifyResult>
   /** Fetches the key set unless one is held (start-up and readiness). */
   load(): Promise<void>
   /** Whether the held key set still lists `kid`: a verified-token cache entry is good only while its key is published. */
@@ -67,14 +83,23 @@ export function createIssuerKeys(options: IssuerKeysOptions): IssuerKeys {
     [customFetch]: fetchKeySet,
   })
 
+  const getKey: JWTVerifyGetKey = (header, token) => {
+    const now = Date.now()
+    if (fetchedAt !== undefined && now - fetchedAt >= options.refreshMs && now - failedAt >= options.retryMs && !remote.reloading) {
+      // A failure is already reported through onFetch; the held keys answer this request either way.
+      remote.reload().catch(() => {})
+    }
+    return remote(header, token)
+  }
+
   return {
-    getKey(header, token) {
-      const now = Date.now()
-      if (fetchedAt !== undefined && now - fetchedAt >= options.refreshMs && now - failedAt >= options.retryMs && !remote.reloading) {
-        // A failure is already reported through onFetch; the held keys answer this request either way.
-        remote.reload().catch(() => {})
+    async verify(token, verifyOptions) {
+      try {
+        return await jwtVerify(token, getKey, verifyOptions)
+      } catch (error) {
+        if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error
+        return verifyWithCandidates(token, verifyOptions, error, options.maxCandidateKeys)
       }
-      return remote(header, token)
     },
     async load() {
       if (fetchedAt === undefined) await remote.reload()
@@ -82,4 +107,29 @@ export function createIssuerKeys(options: IssuerKeysOptions): IssuerKeys {
     hasKid: (kid) => kids.has(kid),
     fetchedAt: () => fetchedAt,
   }
+}
+
+/**
+ * jose's documented answer to several matching keys: the error iterates over them. Only a
+ * signature failure moves on to the next key; any other failure (an expired token, a wrong
+ * audience) comes from the key that verified the signature and is the answer. The bound keeps a
+ * key set of many keys from costing a signature check per key on every kid-less token: past it,
+ * the original error stands (refused as an unknown key).
+ */
+async function verifyWithCandidates(
+  token: string,
+  options: JWTVerifyOptions,
+  candidates: errors.JWKSMultipleMatchingKeys,
+  maxCandidates: number,
+): Promise<JWTVerifyResult> {
+  let tried = 0
+  for await (const key of candidates) {
+    if (tried++ === maxCandidates) throw candidates
+    try {
+      return await jwtVerify(token, key, options)
+    } catch (error) {
+      if (!(error instanceof errors.JWSSignatureVerificationFailed)) throw error
+    }
+  }
+  throw new errors.JWSSignatureVerificationFailed()
 }

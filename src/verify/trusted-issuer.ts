@@ -15,6 +15,8 @@ export interface TrustedIssuerOptions {
   cooldownMs: number
   refreshMs: number
   retryMs: number
+  /** Keys tried for a token that several published keys match. */
+  maxCandidateKeys: number
   /** Told about every discovery or key set fetch attempt. */
   onFetch?: (what: 'discovery' | 'keys', error?: Error) => void
 }
@@ -56,6 +58,7 @@ export function createTrustedIssuer(options: TrustedIssuerOptions): TrustedIssue
       cooldownMs: options.cooldownMs,
       refreshMs: options.refreshMs,
       retryMs: options.retryMs,
+      maxCandidateKeys: options.maxCandidateKeys,
       onFetch(error) {
         lastError = error ?? lastError
         options.onFetch?.('keys', error)

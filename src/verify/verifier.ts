@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto'
-import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload, jwtVerify } from 'jose'
+import { decodeJwt, decodeProtectedHeader, errors, type JWTPayload } from 'jose'
 import type { VerifierConfig } from '../config'
 import { IssuerUnavailableError, type SidecarError, SubjectNotAllowedError, TokenInvalidError } from '../errors'
 import type { Logger } from '../log'
@@ -23,6 +23,12 @@ export const verifierDefaults = {
   fetchRetryMs: 5_000,
   /** Larger bearer tokens are refused unparsed. Kubernetes and Google tokens are ~1 KiB; Node refuses headers over 16 KiB itself. */
   maxTokenBytes: 8 * 1024,
+  /**
+   * Keys tried for a token that several published keys match (no `kid`, or a `kid` the set lists
+   * twice). Kubernetes and Google publish two or three keys; the bound caps the signature checks
+   * a kid-less token can cost.
+   */
+  maxCandidateKeys: 4,
 } as const
 
 export interface VerifierOptions {
@@ -168,6 +174,7 @@ export function createVerifier(config: VerifierConfig, options: VerifierOptions)
       cooldownMs: options.keyCooldownMs ?? verifierDefaults.keyCooldownMs,
       refreshMs: options.keyRefreshMs ?? verifierDefaults.keyRefreshMs,
       retryMs: options.fetchRetryMs ?? verifierDefaults.fetchRetryMs,
+      maxCandidateKeys: verifierDefaults.maxCandidateKeys,
       onFetch(what, error) {
         metrics?.keyFetches.inc({ issuer, result: error ? 'error' : 'ok' })
         if (error) logger.warn({ issuer, fetch: what, err: error }, `issuer ${what} fetch failed`)
@@ -228,7 +235,7 @@ export function createVerifier(config: VerifierConfig, options: VerifierOptions)
     const issuer = typeof iss === 'string' ? bySpelling.get(iss) : undefined
     if (!issuer) throw new Rejection('wrong_issuer')
     const keys = await issuer.keys()
-    const { payload } = await jwtVerify(token, keys.getKey, { ...verifyOptions, issuer: issuer.spellings })
+    const { payload } = await keys.verify(token, { ...verifyOptions, issuer: issuer.spellings })
     // A token without a kid is not cached: the removal of its key could not be noticed. Frozen,
     // because every hit hands the same claims object out again.
     Object.freeze(payload)
