@@ -30,7 +30,7 @@ describe('egress configuration', () => {
   )
   test('a YAML routes file', () => {
     expect(loadEgressConfig({ ROUTES_FILE: yamlRoutes.path }).routes).toEqual([
-      { host: '*.a.run.app', upstream: 'https://*', audience: undefined, tokenFile: defaults.tokenFile },
+      { host: '*.a.run.app', upstream: 'https://*:443', audience: undefined, tokenFile: defaults.tokenFile },
       { host: 'api.internal:8443', upstream: 'https://api.internal:8443', audience: undefined, tokenFile: '/t/api' },
     ])
   })

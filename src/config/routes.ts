@@ -12,7 +12,10 @@ import { httpUrl, InvalidValue, type Parser } from './parsers'
 export interface RouteConfig {
   /** Lowercase, no trailing dot: `host`, `host:port`, `*.suffix` or `*.suffix:port`. No port means 80. */
   host: string
-  /** Where matched requests go. For a wildcard host, `http://*` or `https://*` (optionally `:port`): `*` is the requested host. */
+  /**
+   * Where matched requests go. For a wildcard host, `http://*:port` or `https://*:port` (loaded with
+   * its port spelled out): the URL with the requested host name in place of `*`.
+   */
   upstream: string
   /** google mode: the ID token's audience. Default: the upstream's origin. */
   audience?: string
@@ -23,9 +26,16 @@ export interface RouteConfig {
 /** A route read from ROUTES_FILE, before TOKEN_FILE fills in its `tokenFile`. */
 export type RouteEntry = Omit<RouteConfig, 'tokenFile'> & { tokenFile?: string }
 
-/** A wildcard route's upstream: the requested host, over this scheme and port (empty: the scheme's). */
+/**
+ * A wildcard route's upstream `scheme://*[:port]`: the URL read with the requested host name in
+ * place of `*`. So a wildcard route sends each host it matches exactly where the exact route for
+ * that host, with that upstream, would: without a port that is the scheme's (80 for `http`, 443 for
+ * `https`), never the requested one. A wildcard route without an upstream gets
+ * `http://*:<its port>`, which keeps the port, as `http://<host:port>` does for an exact route.
+ */
 export interface UpstreamTemplate {
   protocol: 'http:' | 'https:'
+  /** Empty: the scheme's default port. */
   port: string
 }
 
@@ -57,14 +67,29 @@ export function upstreamTemplate(upstream: string): UpstreamTemplate | undefined
   return { protocol: template[1] === 'https:' ? 'https:' : 'http:', port: template[2] ?? '' }
 }
 
-/** The upstream of a route that names none: plain HTTP to the host as written. */
+/**
+ * The upstream of a route that names none: plain HTTP to the host as written, port included. For
+ * a wildcard host that is `http://*:<port>`, so the requested port is kept exactly as
+ * `http://<host:port>` keeps it for an exact host.
+ */
 export function defaultUpstream(host: string): string {
-  return host.startsWith('*.') ? 'http://*' : `http://${host}`
+  return `http://${host.startsWith('*.') ? host.replace(/^[^:]+/, '*') : host}`
+}
+
+/** A `scheme://*` template spelled with its port (`https://*` is `https://*:443`): the start-up line then says where a token goes. */
+function withTemplatePort(upstream: string): string {
+  const template = upstreamTemplate(upstream)
+  return template && !template.port ? `${upstream}:${template.protocol === 'https:' ? 443 : 80}` : upstream
 }
 
 /** Why a route's upstream is unusable: a URL, or for a wildcard host the `scheme://*[:port]` template. */
 function upstreamProblem(host: string, upstream: string): string | undefined {
-  if (upstreamTemplate(upstream)) return host.startsWith('*.') ? undefined : 'upstream "scheme://*" is only for a wildcard host'
+  if (splitRouteHost(host).port > 65535) return 'host port must be at most 65535'
+  const template = upstreamTemplate(upstream)
+  if (template) {
+    if (!host.startsWith('*.')) return 'upstream "scheme://*" is only for a wildcard host'
+    return Number(template.port) > 65535 ? 'upstream port must be at most 65535' : undefined
+  }
   let url: URL
   try {
     url = httpUrl(upstream)
@@ -96,7 +121,7 @@ function routeEntry(value: unknown, where: string): RouteEntry {
   if (rawHost === undefined) throw new InvalidValue(`${where}.host is required`)
   const host = normalizeHost(rawHost.trim())
   if (!routeHostPattern.test(host)) throw new InvalidValue(`${where}.host must be a host name, host:port, or *.domain`)
-  const routeUpstream = upstream ?? defaultUpstream(host)
+  const routeUpstream = withTemplatePort(upstream ?? defaultUpstream(host))
   const problem = upstreamProblem(host, routeUpstream)
   if (problem) throw new InvalidValue(`${where} (${host}) ${problem}`)
   return { host, upstream: routeUpstream, audience, tokenFile }
