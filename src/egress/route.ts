@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { EgressConfig, RouteConfig } from '../config'
 import { normalizeHost, splitRouteHost, type UpstreamTemplate, upstreamTemplate } from '../config/routes'
 import { BadRequestError } from '../errors'
+import { checkRequestPath } from './request-path'
 
 /** Where one request goes, and with which token. Decided from the request target alone. */
 export interface Destination {
@@ -100,6 +101,7 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
       if (target.startsWith('/')) {
         if (!targetRoute)
           throw new BadRequestError('no TARGET_URL is configured: send absolute-form requests (use this proxy as HTTP_PROXY)')
+        checkRequestPath(target)
         return toDestination(targetRoute, { hostname: '', port: 0 }, target)
       }
       const url = parseAbsoluteTarget(target)
@@ -127,7 +129,19 @@ function parseAbsoluteTarget(target: string): URL {
   // than echoed into a 502 reason and a log line (a token pasted as a host name would be).
   if (url.hostname.split('.').some((label) => label.length > 63)) throw new BadRequestError('request URL host is not a valid host name')
   if (url.hash) throw new BadRequestError('request URL must not carry a fragment')
+  checkRequestPath(rawPathAndQuery(target))
   return url
+}
+
+/**
+ * The path and query of an absolute-form target as the client wrote them. The WHATWG parser has
+ * already resolved plain and `%2e` dot segments in `url.pathname`; they are refused here as in
+ * origin-form, so both forms get the same answer.
+ */
+function rawPathAndQuery(target: string): string {
+  const afterScheme = target.slice('http://'.length)
+  const start = afterScheme.search(/[/\\?#]/)
+  return start < 0 ? '' : afterScheme.slice(start)
 }
 
 function templateUrl(template: UpstreamTemplate, hostname: string): URL {

@@ -97,7 +97,10 @@ function hostileTargets(hosts: string[]): fc.Arbitrary<string> {
   )
   const userinfo = fc.constantFrom('', '', 'user@', 'u:p@', `${hosts[0]}@`, '@')
   const scheme = fc.constantFrom('http://', 'http://', 'HTTP://', 'hTtP://', 'https://', 'http:/', 'http:\\\\', 'ftp://', '//', '/', '')
-  const rest = fc.constantFrom('/', '/path', '//evil.example/x', '/?host=evil.example', '', '/%2e%2e/x', '/a#frag')
+  const rest = fc.oneof(
+    fc.constantFrom('/', '/path', '//evil.example/x', '/?host=evil.example', '', '/%2e%2e/x', '/a#frag', '/x?next=/../y'),
+    climbingPath,
+  )
   return fc.oneof(
     fc.tuple(scheme, userinfo, host, rest).map((parts) => parts.join('')),
     fc.constantFrom('*', '/', '/ok', '//evil.example/ws', '/\\evil.example'),
@@ -106,6 +109,31 @@ function hostileTargets(hosts: string[]): fc.Arbitrary<string> {
 }
 
 const headerNames = ['host', 'x-forwarded-host', 'forwarded', 'x-original-url']
+
+/** Paths that climb, or nearly climb, out of a base path in one reading or another. */
+const climbingPath = fc
+  .tuple(
+    fc.constantFrom('', '/a', '/a/b'),
+    fc.constantFrom('/', '\\', '%2f', '%2F', '%5c', '%252f'),
+    fc.constantFrom('..', '.', '%2e%2e', '%2E.', '.%2e', '%252e%252e', '..;x', '..%3b', '..%00', '...', '..b', 'a..'),
+    fc.constantFrom('', '/', '\\', '%2f', '/tenant-b/secret', '?q=1'),
+  )
+  .map(([head, separator, dots, tail]) => `${head}${separator}${dots}${tail}`)
+  .filter((path) => path.startsWith('/'))
+
+/**
+ * Whether a path, read as the most lenient common server reads it, climbs: percent-decoded until
+ * stable, split at `/` and `\\`, each segment cut at `;`, `?`, `#` or NUL. Written apart from the
+ * router's own check, as the oracle.
+ */
+function climbs(path: string): boolean {
+  let decoded = path.split('?')[0]!
+  for (let previous = ''; previous !== decoded; ) {
+    previous = decoded
+    decoded = decoded.replace(/%([0-9a-f]{2})/gi, (_, hex) => String.fromCharCode(Number.parseInt(hex, 16)))
+  }
+  return decoded.split(/[\\/]/).some((segment) => ['.', '..'].includes(segment.replace(/[;?#\0].*$/s, '')))
+}
 
 interface Compiled {
   spec: RouteSpec
@@ -172,6 +200,8 @@ test('a token only ever goes to an upstream configured for it, under that routeâ
           expect(router.resolve(req({}))).toEqual(destination)
           // Every consumer appends the path to the origin: it must never be able to name a host.
           expect(destination.path.startsWith('/')).toBe(true)
+          // Nor climb out of a base path, in any server's reading.
+          expect(climbs(destination.path)).toBe(false)
 
           // The route the request target names, decided independently: origin-form is TARGET_URL's
           // route; absolute-form is the first route matching the URL's host and port.
@@ -208,11 +238,56 @@ test('a token only ever goes to an upstream configured for it, under that routeâ
             expect(hostMatches({ ...route!, port: 0 }, origin.hostname, 0)).toBe(true)
             expect(origin.hostname).toMatch(/^[a-z0-9.-]+$/)
           } else {
-            expect(destination.origin).toBe(new URL(route!.upstream).origin)
+            const upstream = new URL(route!.upstream)
+            expect(destination.origin).toBe(upstream.origin)
+            // TARGET_URL's path is the base of origin-form requests only; a routes-file upstream's path of all.
+            const absoluteToTarget = s.targetUrl !== undefined && route === compiled[0] && !target.startsWith('/')
+            const basePath = absoluteToTarget ? '' : upstream.pathname.replace(/\/$/, '')
+            expect(destination.path.startsWith(`${basePath}/`)).toBe(true)
           }
         }
       },
     ),
     { numRuns: 300 },
+  )
+})
+
+test('a wildcard route sends each host it matches exactly where the exact route for that host would', () => {
+  const template = fc.constantFrom(undefined, 'http://*', 'https://*', 'http://*:80', 'https://*:443', 'http://*:8080', 'https://*:8443')
+  let counter = 0
+  fc.assert(
+    fc.property(
+      fc.record({
+        clientMode: fc.constantFrom('kubernetes', 'google'),
+        suffix: dnsName,
+        subdomain: dnsName,
+        port: fc.option(port, { nil: undefined }),
+        upstream: template,
+        audience: fc.option(fc.constantFrom('https://aud-1.example'), { nil: undefined }),
+        tokenFile: fc.option(fc.constantFrom('/tokens/one'), { nil: undefined }),
+        path: fc.constantFrom('/', '/x?y=1', '/a/b'),
+      }),
+      (s) => {
+        const host = `${s.subdomain}.${s.suffix}`
+        const routerFor = (route: RouteSpec) => {
+          const routesFile = join(dir, `equivalence-${counter++}.json`)
+          writeFileSync(routesFile, JSON.stringify({ routes: [route] }))
+          return createRouter(loadEgressConfig({ CLIENT_MODE: s.clientMode, ROUTES_FILE: routesFile, TOKEN_FILE: '/tokens/default' }))
+        }
+        const common = { audience: s.audience, tokenFile: s.tokenFile }
+        const wildcard = routerFor({ host: withPort(`*.${s.suffix}`, s.port), upstream: s.upstream, ...common })
+        const exact = routerFor({ host: withPort(host, s.port), upstream: s.upstream?.replace('*', host), ...common })
+        const target = { url: `http://${withPort(host, s.port)}${s.path}`, headers: {} } as unknown as IncomingMessage
+        const { label: _wildcardLabel, ...viaWildcard } = wildcard.resolve(target)
+        const { label: _exactLabel, ...viaExact } = exact.resolve(target)
+        expect(viaWildcard).toEqual(viaExact)
+        // Without an upstream the requested port is kept; a template's port is its own, or its scheme's.
+        const sentTo = new URL(viaWildcard.origin)
+        const expectedPort =
+          s.upstream === undefined ? (s.port ?? 80) : Number(/:(\d+)$/.exec(s.upstream)?.[1] ?? (s.upstream.startsWith('https') ? 443 : 80))
+        expect(Number(sentTo.port || (sentTo.protocol === 'https:' ? 443 : 80))).toBe(expectedPort)
+      },
+    ),
+    { numRuns: 200 },
   )
 })

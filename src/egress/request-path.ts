@@ -1,0 +1,43 @@
+import { BadRequestError } from '../errors'
+
+/**
+ * Refuses (400) a request path that a server could resolve above where it starts, so that a
+ * configured base path (`TARGET_URL=http://h/tenant-a`, a route's upstream path, `UPSTREAM_URL`'s
+ * path) is a boundary: `base + path` can never name anything outside `base`.
+ *
+ * The rule: a path is refused when any of its segments is `.` or `..` in any reading a common
+ * server applies. Segments are split at `/` and at `\` (WHATWG URL parsers, so Node apps, IIS and
+ * Windows file servers take it for `/`), after percent-decoding until nothing changes (`%2e`,
+ * `%2E`, `%2f`, `%5c`, `%252e`: servers that decode before normalising, or twice), and each segment is
+ * read up to a `;` (Tomcat and Spring drop path parameters, so `..;x` is `..`), `?`, `#` or NUL.
+ * The query (from the first raw `?`) is not part of the path and is never looked at.
+ *
+ * Refused rather than resolved: resolving would send a path the client did not write, and the
+ * readings above disagree on what it resolves to; well-behaved clients (curl, browsers, fetch,
+ * Python requests) resolve dot segments before sending, so a path that still holds one is a
+ * mistake or an attack, and the 400 says which. Encoded slashes alone pass unchanged (APIs such as
+ * GitLab's put them in names): they cannot climb without a dot segment, which is refused in every
+ * reading. A fragment is refused too: no client sends one, and servers cut the path there.
+ */
+export function checkRequestPath(pathAndQuery: string): void {
+  const query = pathAndQuery.indexOf('?')
+  const path = query < 0 ? pathAndQuery : pathAndQuery.slice(0, query)
+  if (path.includes('#')) throw new BadRequestError('request path must not carry a fragment')
+  // Bounded by the length: every round that changes anything shortens the path.
+  let decoded = path
+  for (let previous = ''; decoded !== previous; ) {
+    previous = decoded
+    decoded = percentDecoded(decoded)
+  }
+  for (const segment of decoded.split(/[/\\]/)) {
+    const name = segment.split(/[;?#\0]/, 1)[0]
+    if (name === '.' || name === '..') {
+      throw new BadRequestError('request path must not contain "." or ".." segments (in any spelling): send the resolved path')
+    }
+  }
+}
+
+/** Every `%XX` replaced by its byte (as a Latin-1 character: only ASCII matters here); a stray `%` stays. */
+function percentDecoded(value: string): string {
+  return value.replace(/%([0-9a-fA-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16)))
+}
