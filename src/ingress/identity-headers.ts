@@ -1,3 +1,4 @@
+import { BadRequestError } from '../errors'
 import type { Identity } from '../verify/identity'
 
 /** Every identity header starts with this; any the client sent is removed before ours are added. */
@@ -21,7 +22,31 @@ export function identityHeaders(identity: Identity): Record<string, string> {
   return headers
 }
 
-/** Drops client-sent identity headers in place, so the app can trust every `x-auth-*` it sees. */
-export function removeIdentityHeaders(headers: Record<string, string | string[]>): void {
-  for (const name of Object.keys(headers)) if (name.startsWith(identityHeaderPrefix)) delete headers[name]
+/** Letters, digits and `-`: the names every server reads the same way (nginx's default set, Apache's CGI set). */
+const unambiguousName = /^[a-z0-9-]+$/i
+
+/**
+ * Makes the client's headers safe to hand to the app beside ours, in place: the app can then trust
+ * every `x-auth-*` it sees, whatever server or framework reads them.
+ *
+ * Servers read header names through a mapping: case is ignored everywhere; CGI, WSGI, PHP and Rack
+ * turn `X-Auth-Subject` into `HTTP_X_AUTH_SUBJECT`, where `X-Auth_Subject` lands too; PHP also maps
+ * `.` (and Apache 2.2 every other punctuation character) to `_`. A client header spelled that way
+ * would reach the app as one of ours, its value first. So a name holding anything but letters,
+ * digits and `-` is refused with 400 (naming the character, not the header: any string can be sent
+ * as a name): of the common mappings none then joins two names, and case aside each `x-auth-*` has
+ * one spelling, which is dropped here. Refused rather than dropped (nginx and gunicorn drop such
+ * names silently; Envoy's `headers_with_underscores_action: REJECT_REQUEST` refuses them) so that
+ * a client sending one learns why instead of losing a header unseen.
+ */
+export function checkClientHeaders(headers: Record<string, string | string[]>): void {
+  for (const name of Object.keys(headers)) {
+    if (!unambiguousName.test(name)) {
+      const character = /[^a-z0-9-]/i.exec(name)?.[0]
+      throw new BadRequestError(
+        `header names may hold only letters, digits and "-"; one holds ${JSON.stringify(character)}, which servers may read as "-"`,
+      )
+    }
+    if (name.toLowerCase().startsWith(identityHeaderPrefix)) delete headers[name]
+  }
 }

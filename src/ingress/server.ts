@@ -5,6 +5,7 @@ import { createClientErrorHandler } from '../egress/client-error'
 import { createForwarder } from '../egress/forward'
 import { appendForwarding, endToEndHeaders } from '../egress/headers'
 import { writeRawError } from '../egress/raw-response'
+import { checkRequestPath } from '../egress/request-path'
 import { respondWithError } from '../egress/respond'
 import { relayUpgrade } from '../egress/upgrade'
 import { SidecarError, UpstreamUnreachableError } from '../errors'
@@ -12,7 +13,7 @@ import type { Logger } from '../log'
 import type { Metrics } from '../metrics'
 import { authenticate, sendAuthError } from '../verify/middleware'
 import type { Verifier } from '../verify/verifier'
-import { identityHeaders, removeIdentityHeaders } from './identity-headers'
+import { checkClientHeaders, identityHeaders } from './identity-headers'
 
 export interface IngressServerOptions {
   verifier: Verifier
@@ -43,12 +44,19 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
     const identity = await authenticate(verifier, req)
     const headers = endToEndHeaders(req.headers, keep)
     delete headers.authorization
-    removeIdentityHeaders(headers)
+    checkClientHeaders(headers)
     Object.assign(headers, identityHeaders(identity))
     headers.host = config.upstreamUrl.host
     if (req.headers.host && !headers['x-forwarded-host']) headers['x-forwarded-host'] = req.headers.host
     appendForwarding(headers, req.socket.remoteAddress)
     return headers
+  }
+
+  /** The app's path: UPSTREAM_URL's path is a prefix the request cannot climb out of (400 otherwise). */
+  const appPath = (req: IncomingMessage) => {
+    const target = req.url ?? '/'
+    checkRequestPath(target)
+    return basePath + target
   }
 
   const handleRequest = async (req: IncomingMessage, res: ServerResponse) => {
@@ -61,7 +69,7 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
       return
     }
     try {
-      await forwarder.forward(req, res, { origin, path: basePath + (req.url ?? '/'), headers })
+      await forwarder.forward(req, res, { origin, path: appPath(req), headers })
     } catch (error) {
       const answer = error instanceof SidecarError ? error : new UpstreamUnreachableError('proxy error', { cause: error })
       logger.warn({ code: answer.code, reason: answer.message }, 'request not forwarded')
@@ -79,7 +87,7 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
         req,
         socket,
         head,
-        { origin, path: basePath + (req.url ?? '/'), headers },
+        { origin, path: appPath(req), headers },
         { upstreamTimeoutMs: config.upstreamTimeoutMs },
       )
       metrics.ingressRequests.inc({ status })
