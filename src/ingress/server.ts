@@ -8,7 +8,7 @@ import { writeRawError } from '../egress/raw-response'
 import { checkRequestPath } from '../egress/request-path'
 import { respondWithError } from '../egress/respond'
 import { relayUpgrade } from '../egress/upgrade'
-import { SidecarError, UpstreamUnreachableError } from '../errors'
+import { BadRequestError, SidecarError, UpstreamUnreachableError } from '../errors'
 import type { Logger } from '../log'
 import type { Metrics } from '../metrics'
 import { authenticate, sendAuthError } from '../verify/middleware'
@@ -55,6 +55,8 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
   /** The app's path: UPSTREAM_URL's path is a prefix the request cannot climb out of (400 otherwise). */
   const appPath = (req: IncomingMessage) => {
     const target = req.url ?? '/'
+    // Only a path: `*` or an absolute URL after the base path would name a sibling of it (`/tenant-a*`).
+    if (!target.startsWith('/')) throw new BadRequestError('request target must be a path: ingress is a reverse proxy')
     checkRequestPath(target)
     return basePath + target
   }

@@ -87,3 +87,15 @@ describe.each(ways)('%s', (way) => {
     },
   )
 })
+
+test.each(['*', 'http://127.0.0.1:1/tenant-b/secret'])(
+  'ingress: the target %s is no path under the base path, refused with 400',
+  async (target) => {
+    const before = upstream.requests.length
+    const token = await issuer.mint({ audience })
+    const answer = await curl(['--request-target', target, '-H', `Authorization: Bearer ${token}`, `${ingress.url}/`])
+    expect(answer.status).toBe(400)
+    expect(answer.body).toContain('request target must be a path')
+    expect(upstream.requests).toHaveLength(before)
+  },
+)
