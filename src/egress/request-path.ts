@@ -1,5 +1,8 @@
 import { BadRequestError } from '../errors'
 
+/** Percent-decodings looked through; a path still changing after them is refused, not decoded on. */
+const maxDecodings = 3
+
 /**
  * Refuses (400) a request path that a server could resolve above where it starts, so that a
  * configured base path (`TARGET_URL=http://h/tenant-a`, a route's upstream path, `UPSTREAM_URL`'s
@@ -8,7 +11,8 @@ import { BadRequestError } from '../errors'
  * The rule: a path is refused when any of its segments is `.` or `..` in any reading a common
  * server applies. Segments are split at `/` and at `\` (WHATWG URL parsers, so Node apps, IIS and
  * Windows file servers take it for `/`), after percent-decoding until nothing changes (`%2e`,
- * `%2E`, `%2f`, `%5c`, `%252e`: servers that decode before normalising, or twice), and each segment is
+ * `%2E`, `%2f`, `%5c`, `%252e`: servers that decode before normalising, or twice; a path that
+ * still changes after three decodings is refused outright), and each segment is
  * read up to a `;` (Tomcat and Spring drop path parameters, so `..;x` is `..`), `?`, `#` or NUL.
  * The query (from the first raw `?`) is not part of the path and is never looked at.
  *
@@ -23,11 +27,13 @@ export function checkRequestPath(pathAndQuery: string): void {
   const query = pathAndQuery.indexOf('?')
   const path = query < 0 ? pathAndQuery : pathAndQuery.slice(0, query)
   if (path.includes('#')) throw new BadRequestError('request path must not carry a fragment')
-  // Bounded by the length: every round that changes anything shortens the path.
   let decoded = path
-  for (let previous = ''; decoded !== previous; ) {
-    previous = decoded
-    decoded = percentDecoded(decoded)
+  for (let decodings = 0; ; decodings++) {
+    const next = percentDecoded(decoded)
+    if (next === decoded) break
+    // `%252525…` would otherwise cost one pass over the path per two characters of it.
+    if (decodings === maxDecodings) throw new BadRequestError('request path must not be percent-encoded more than three times over')
+    decoded = next
   }
   for (const segment of decoded.split(/[/\\]/)) {
     const name = segment.split(/[;?#\0]/, 1)[0]

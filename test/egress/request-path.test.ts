@@ -21,6 +21,13 @@ test.each([
   expect(() => checkRequestPath(path)).toThrow(BadRequestError)
 })
 
+test('a path encoded more than three times over is refused without decoding it further', () => {
+  expect(() => checkRequestPath('/%25252e%25252e/x')).toThrow('"." or ".." segments')
+  expect(() => checkRequestPath(`/%${'25'.repeat(2)}41`)).not.toThrow()
+  expect(() => checkRequestPath(`/%${'25'.repeat(3)}41`)).toThrow('percent-encoded more than three times')
+  expect(() => checkRequestPath(`/%${'25'.repeat(4000)}41`)).toThrow('percent-encoded more than three times')
+})
+
 test('a fragment is refused', () => {
   expect(() => checkRequestPath('/a#/../b')).toThrow('request path must not carry a fragment')
 })
