@@ -35,9 +35,19 @@ describe('egress configuration', () => {
     ])
   })
 
+  const wildcardWithPort = withRoutesFile({ routes: [{ host: '*.svc.internal:8080' }, { host: '*.svc.internal' }] })
+  test('a wildcard route without upstream keeps its port: http://*:<port>', () => {
+    expect(loadEgressConfig({ ROUTES_FILE: wildcardWithPort.path }).routes.map((route) => route.upstream)).toEqual([
+      'http://*:8080',
+      'http://*:80',
+    ])
+  })
+
   const badRoutes = withRoutesFile({ routes: [{ host: 'ok.example' }, { host: 'x.example', upstream: 'ftp://x' }] })
   const unknownField = withRoutesFile({ routes: [{ host: 'ok.example', tokenfile: '/typo' }] })
   const notYaml = withRoutesFile('routes: [unclosed', 'broken.yaml')
+  const hostPortTooLarge = withRoutesFile({ routes: [{ host: 'a.example:70000' }] })
+  const templatePortTooLarge = withRoutesFile({ routes: [{ host: '*.example', upstream: 'http://*:99999' }] })
   test.each([
     [{}, /TARGET_URL or ROUTES_FILE is required/],
     [{ TARGET_URL: 'not a url' }, /^invalid configuration: TARGET_URL="not a url": not a URL/],
@@ -54,6 +64,8 @@ describe('egress configuration', () => {
     [{ ROUTES_FILE: badRoutes.path }, /ROUTES_FILE=.*routes.1 \(x.example\) upstream must be an http/],
     [{ ROUTES_FILE: unknownField.path }, /ROUTES_FILE=.*routes.0/],
     [{ ROUTES_FILE: notYaml.path }, /ROUTES_FILE=/],
+    [{ ROUTES_FILE: hostPortTooLarge.path }, /routes.0 \(a.example:70000\) host port must be at most 65535/],
+    [{ ROUTES_FILE: templatePortTooLarge.path }, /routes.0 \(\*.example\) upstream port must be at most 65535/],
   ])('%j fails naming the variable', (env, message) => {
     expect(() => loadEgressConfig(env)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', message: expect.stringMatching(message) }))
   })
