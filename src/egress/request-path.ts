@@ -26,22 +26,27 @@ const maxDecodings = 3
 export function checkRequestPath(pathAndQuery: string): void {
   const query = pathAndQuery.indexOf('?')
   const path = query < 0 ? pathAndQuery : pathAndQuery.slice(0, query)
+  // Most paths hold none of these, and then nothing below can match: one scan, no allocation.
+  if (!mayHideDotSegment.test(path)) return
   if (path.includes('#')) throw new BadRequestError('request path must not carry a fragment')
   let decoded = path
-  for (let decodings = 0; ; decodings++) {
+  for (let decodings = 0; decoded.includes('%'); decodings++) {
     const next = percentDecoded(decoded)
     if (next === decoded) break
     // `%252525…` would otherwise cost one pass over the path per two characters of it.
     if (decodings === maxDecodings) throw new BadRequestError('request path must not be percent-encoded more than three times over')
     decoded = next
   }
-  for (const segment of decoded.split(/[/\\]/)) {
-    const name = segment.split(/[;?#\0]/, 1)[0]
-    if (name === '.' || name === '..') {
-      throw new BadRequestError('request path must not contain "." or ".." segments (in any spelling): send the resolved path')
-    }
+  if (dotSegment.test(decoded)) {
+    throw new BadRequestError('request path must not contain "." or ".." segments (in any spelling): send the resolved path')
   }
 }
+
+/** A character without which a path can hold neither a dot segment in any spelling nor a fragment. */
+const mayHideDotSegment = /[.%#]/
+
+/** `.` or `..` between separators (`/`, `\`), the second one possibly a segment's end (`;`, `?`, `#`, NUL) or the path's. */
+const dotSegment = /(?:^|[/\\])\.\.?(?:[/\\;?#\0]|$)/
 
 /** Every `%XX` replaced by its byte (as a Latin-1 character: only ASCII matters here); a stray `%` stays. */
 function percentDecoded(value: string): string {
