@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net'
-import { createMetrics } from '../../src/admin/metrics'
 import { type Env, loadIngressConfig } from '../../src/config'
 import { createIngressServer } from '../../src/ingress/server'
 import { closeGracefully, listen } from '../../src/lifecycle'
+import { createMetrics } from '../../src/metrics'
 import { createVerifier } from '../../src/verify/verifier'
 import { captureLogs } from './logs'
 
