@@ -25,7 +25,7 @@ function verifierOf(issuer: string, overrides: Parameters<typeof verifierConfig>
 
 async function refusal(verifier: Verifier, token: string, logs: ReturnType<typeof captureLogs>) {
   await expect(verifier.verify(`Bearer ${token}`)).rejects.toMatchObject({ code: 'ERR_TOKEN_INVALID' })
-  return logs.lastRefusal()?.reason
+  return logs.lastRefusal()?.rejection
 }
 
 describe('the issuer publishes its current and previous key (a rotation)', () => {
