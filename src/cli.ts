@@ -9,6 +9,7 @@ import {
   loadClientConfig,
   loadEgressConfig,
   loadIngressConfig,
+  loadInjectorConfig,
 } from './config'
 import { environmentHelp, wrap } from './config/help'
 import { ConfigError, ListenError } from './errors'
@@ -69,6 +70,17 @@ const commands: Record<string, CommandEntry> = {
       const { runIngress } = await import('./commands/ingress.js')
       const config = loadIngressConfig(env)
       return runIngress(config, createLogger({ level: config.logLevel }))
+    },
+  },
+  injector: {
+    summary: 'mutating admission webhook: gives pods labelled bearer-sidecar.io/inject=true the egress sidecar',
+    details:
+      'The API server POSTs AdmissionReviews (admission.k8s.io/v1) to https://INJECTOR_ADDR/mutate. Pod annotations: see docs/injector.md.',
+    environment: 'injector',
+    async start(env) {
+      const { runInjector } = await import('./commands/injector.js')
+      const config = loadInjectorConfig(env)
+      return runInjector(config, createLogger({ level: config.logLevel }))
     },
   },
   client: {

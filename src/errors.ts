@@ -84,3 +84,31 @@ export class TokenExpiredError extends SidecarError {
   readonly code = 'ERR_TOKEN_EXPIRED' as const
   readonly statusCode = 503
 }
+
+/** A body sent to the injector that is not an `admission.k8s.io/v1` AdmissionReview with a request and its `uid`. */
+export class AdmissionReviewInvalidError extends SidecarError {
+  readonly code = 'ERR_ADMISSION_REVIEW_INVALID' as const
+  readonly statusCode = 400
+}
+
+/** A request body over the size the server accepts. */
+export class BodyTooLargeError extends SidecarError {
+  readonly code = 'ERR_BODY_TOO_LARGE' as const
+  readonly statusCode = 413
+}
+
+/**
+ * An opted-in pod whose `bearer-sidecar.io/*` annotations cannot make a working sidecar: the
+ * injector answers `allowed: false` with this message, which names the annotation, and the API
+ * server refuses the pod rather than start it broken.
+ */
+export class InjectionRefusedError extends SidecarError {
+  readonly code = 'ERR_INJECTION_REFUSED' as const
+  readonly statusCode = 400
+  constructor(
+    readonly annotation: string,
+    reason: string,
+  ) {
+    super(`${annotation}: ${reason}`)
+  }
+}

@@ -49,6 +49,18 @@ export function createMetrics() {
       labelNames: ['issuer', 'result'] as const,
       registers,
     }),
+    admissionReviews: new Counter({
+      name: 'bearer_sidecar_injector_reviews_total',
+      help: 'AdmissionReviews answered by the injector, by outcome (injected, unchanged, skipped, refused, malformed)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    certificateReloads: new Counter({
+      name: 'bearer_sidecar_injector_certificate_reloads_total',
+      help: 'Re-reads of the injector TLS certificate and key that found new files, by result (loaded, failed)',
+      labelNames: ['result'] as const,
+      registers,
+    }),
     ingressRequests: new Counter({
       name: 'bearer_sidecar_ingress_requests_total',
       help: 'Requests handled by the ingress proxy, by answer status',

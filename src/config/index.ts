@@ -1,3 +1,4 @@
+import { createSecureContext } from 'node:tls'
 import { ConfigError } from '../errors'
 import { type GoogleCredentials, readGoogleCredentials } from '../tokens/google-credentials'
 import { type Address, InvalidValue, isLoopback, showAddress } from './parsers'
@@ -75,6 +76,19 @@ export interface IngressConfig extends AuthServerConfig {
 export interface ClientConfig {
   targetUrl: URL
   intervalMs: number
+  logLevel: string
+}
+
+export interface InjectorConfig {
+  /** The HTTPS listener the API server calls (`POST /mutate`). */
+  listen: Address
+  /** PEM certificate and key paths, re-read when they change (cert-manager rotates them in place). */
+  tlsCertFile: string
+  tlsKeyFile: string
+  /** The image injected as the egress sidecar. */
+  sidecarImage: string
+  admin: Address
+  shutdownTimeoutMs: number
   logLevel: string
 }
 
@@ -211,6 +225,27 @@ export function loadClientConfig(env: Env): ClientConfig {
   }))
 }
 
+export function loadInjectorConfig(env: Env): InjectorConfig {
+  return load(env, 'injector', (values, fail) => {
+    const { tlsCertFile, tlsKeyFile } = values
+    // Both files were read and hold PEM; whether they go together only the TLS stack can say.
+    try {
+      createSecureContext({ cert: tlsCertFile.pem, key: tlsKeyFile.pem })
+    } catch (error) {
+      fail(`TLS_KEY_FILE does not go with TLS_CERT_FILE (${(error as Error).message})`)
+    }
+    return {
+      listen: values.injectorAddr,
+      tlsCertFile: tlsCertFile.path,
+      tlsKeyFile: tlsKeyFile.path,
+      sidecarImage: values.sidecarImage,
+      admin: values.adminAddr,
+      shutdownTimeoutMs: values.shutdownTimeout * 1000,
+      logLevel: values.logLevel,
+    }
+  })
+}
+
 /** The names of the variables `command` reads, in table order. */
 const namesOf = (command: Command): readonly string[] => [...new Set(rowsOf(command).map(([, row]) => row.name))]
 
@@ -219,6 +254,7 @@ export const environmentVariables: Record<Command, readonly string[]> = {
   egress: namesOf('egress'),
   'auth-server': namesOf('auth-server'),
   ingress: namesOf('ingress'),
+  injector: namesOf('injector'),
   client: namesOf('client'),
 }
 

@@ -143,14 +143,29 @@ export const hostAndPort: Parser<string> = (value) => {
   return value
 }
 
-/** A readable file of PEM certificates, read once at start: its path and its text. */
-export const pemFile: Parser<{ path: string; pem: string }> = (path) => {
-  let pem: string
-  try {
-    pem = readFileSync(path, 'utf8')
-  } catch (error) {
-    throw new InvalidValue(`cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`)
+/** A readable file holding PEM blocks whose label matches `label`, read once at start: its path and its text. */
+function pemFileOf(label: RegExp, what: string): Parser<{ path: string; pem: string }> {
+  return (path) => {
+    let pem: string
+    try {
+      pem = readFileSync(path, 'utf8')
+    } catch (error) {
+      throw new InvalidValue(`cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`)
+    }
+    if (!label.test(pem)) throw new InvalidValue(`holds no PEM ${what}`)
+    return { path, pem }
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new InvalidValue('holds no PEM certificate')
-  return { path, pem }
+}
+
+/** A readable file of PEM certificates (a CA bundle, a serving certificate and its chain). */
+export const pemFile = pemFileOf(/-----BEGIN CERTIFICATE-----/, 'certificate')
+
+/** A readable file holding a PEM private key (PKCS#8, or PKCS#1 / SEC1 as `RSA` / `EC PRIVATE KEY`). */
+export const pemKeyFile = pemFileOf(/-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/, 'private key')
+
+/** A container image reference (`registry/name:tag`, `name@sha256:...`): no spaces, no URL scheme. */
+export const imageReference: Parser<string> = (value) => {
+  if (/\s/.test(value)) throw new InvalidValue('must be an image reference such as registry.example/bearer-sidecar:0.1.0')
+  if (value.includes('://')) throw new InvalidValue('must be an image reference, not a URL')
+  return value
 }

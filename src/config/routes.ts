@@ -127,13 +127,17 @@ function routeEntry(value: unknown, where: string): RouteEntry {
   return { host, upstream: routeUpstream, audience, tokenFile }
 }
 
-/** ROUTES_FILE: a YAML (or JSON) document `{ routes: [ { host, upstream?, audience?, tokenFile? } ] }`, read at start. */
-export const routesFile: Parser<RouteEntry[]> = (path) => {
+/**
+ * A routes document, YAML (or JSON): `{ routes: [ { host, upstream?, audience?, tokenFile? } ] }`.
+ * ROUTES_FILE holds one; the injector checks its routes annotation with this too, so a pod never
+ * gets a sidecar that would refuse its routes at start.
+ */
+export const routesDocument: Parser<RouteEntry[]> = (text) => {
   let document: unknown
   try {
-    document = parseYaml(readFileSync(path, 'utf8'))
+    document = parseYaml(text)
   } catch (error) {
-    throw new InvalidValue((error as Error).message.split('\n')[0] ?? 'cannot be read')
+    throw new InvalidValue((error as Error).message.split('\n')[0] ?? 'is not YAML')
   }
   if (typeof document !== 'object' || document === null || Array.isArray(document))
     throw new InvalidValue('document must be a mapping with "routes"')
@@ -143,6 +147,17 @@ export const routesFile: Parser<RouteEntry[]> = (path) => {
   const { routes } = document as { routes?: unknown }
   if (!Array.isArray(routes) || routes.length === 0) throw new InvalidValue('routes must list at least one route')
   return routes.map((entry, index) => routeEntry(entry, `routes.${index}`))
+}
+
+/** ROUTES_FILE: a file holding a routes document, read at start. */
+export const routesFile: Parser<RouteEntry[]> = (path) => {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new InvalidValue((error as Error).message.split('\n')[0] ?? 'cannot be read')
+  }
+  return routesDocument(text)
 }
 
 /** The route TARGET_URL implies: its host (with its port when not the scheme's default) to its origin and path. */

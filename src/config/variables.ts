@@ -9,10 +9,12 @@ import {
   hostAndPort,
   httpUrl,
   InvalidValue,
+  imageReference,
   listOf,
   oneOf,
   type Parser,
   pemFile,
+  pemKeyFile,
   portNumber,
   proxyUrl,
   seconds,
@@ -22,7 +24,7 @@ import {
 import { routesFile } from './routes'
 
 /** Every command that reads the environment through this table; a row names the ones that read it. */
-export type Command = 'egress' | 'auth-server' | 'ingress' | 'client'
+export type Command = 'egress' | 'auth-server' | 'ingress' | 'injector' | 'client'
 
 /** One row: an environment variable as one command (or several, identically) reads it. */
 export interface Variable<T, C extends Command = Command> {
@@ -132,12 +134,41 @@ export const variables = {
     doc: '`true` lets `LISTEN_ADDR` be other than loopback: then every pod that can reach this one can send requests with its identity. Without it such an address fails at start (exit 2); with it, start logs a warning',
     commands: egress,
   }),
+  // The injector's own rows sit before ADMIN_ADDR, so its table opens with its listener.
+  injectorAddr: variable({
+    name: 'INJECTOR_ADDR',
+    parse: address,
+    default: '0.0.0.0:8443',
+    doc: 'the HTTPS listener the API server calls (`POST /mutate`), through a Service: so not loopback',
+    commands: ['injector'],
+  }),
+  tlsCertFile: variable({
+    name: 'TLS_CERT_FILE',
+    parse: pemFile,
+    required: true,
+    doc: "the injector's serving certificate (PEM, chain after it); checked at start, then re-read when it changes, as cert-manager rotates it: no restart",
+    commands: ['injector'],
+  }),
+  tlsKeyFile: variable({
+    name: 'TLS_KEY_FILE',
+    parse: pemKeyFile,
+    required: true,
+    doc: "the certificate's private key (PEM); must go with `TLS_CERT_FILE`; re-read with it",
+    commands: ['injector'],
+  }),
+  sidecarImage: variable({
+    name: 'SIDECAR_IMAGE',
+    parse: imageReference,
+    required: true,
+    doc: 'the image injected as the egress sidecar, e.g. `registry.example/bearer-sidecar:0.1.0`',
+    commands: ['injector'],
+  }),
   adminAddr: variable({
     name: 'ADMIN_ADDR',
     parse: address,
     default: '0.0.0.0:15081',
-    doc: "`GET /healthz`, `GET /readyz` (egress: 200 while a token is held for every route known in advance; auth-server: once every issuer's keys are held), `GET /metrics`",
-    commands: ['egress', 'auth-server'],
+    doc: "`GET /healthz`, `GET /readyz` (egress: 200 while a token is held for every route known in advance; auth-server: once every issuer's keys are held; injector: once the certificate is loaded and the webhook listens), `GET /metrics`",
+    commands: ['egress', 'auth-server', 'injector'],
   }),
   tokenHeader: variable({
     name: 'TOKEN_HEADER',
@@ -281,8 +312,8 @@ export const variables = {
     name: 'SHUTDOWN_TIMEOUT',
     parse: timerSeconds,
     default: '15',
-    doc: 'seconds SIGTERM waits for in-flight requests before closing them',
-    commands: ['egress', 'auth-server', 'ingress'],
+    doc: 'seconds SIGTERM waits for in-flight requests (injector: reviews) before closing them',
+    commands: ['egress', 'auth-server', 'ingress', 'injector'],
   }),
   clientTargetUrl: variable({
     name: 'TARGET_URL',
@@ -329,7 +360,7 @@ export const variables = {
     parse: oneOf(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']),
     default: 'info',
     doc: 'JSON logs on stdout (egress: one line per request at `debug`, failures at `warn`); a token is never logged, only a 12-hex-digit SHA-256 fingerprint',
-    commands: ['egress', 'auth-server', 'ingress', 'client'],
+    commands: ['egress', 'auth-server', 'ingress', 'injector', 'client'],
   }),
 }
 

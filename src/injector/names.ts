@@ -1,0 +1,55 @@
+import { defaults } from '../config'
+
+/**
+ * The names the injector and the deploy manifests share: the opt-in label (the webhook's
+ * objectSelector matches exactly this), the annotations a pod is configured with, and what the
+ * injected pod gets. One place, so the manifests' test can hold them to it.
+ */
+export const injectionLabel = 'bearer-sidecar.io/inject'
+
+export const podAnnotations = {
+  targetUrl: 'bearer-sidecar.io/target-url',
+  audience: 'bearer-sidecar.io/audience',
+  clientMode: 'bearer-sidecar.io/client-mode',
+  tokenHeader: 'bearer-sidecar.io/token-header',
+  expirationSeconds: 'bearer-sidecar.io/expiration-seconds',
+  routes: 'bearer-sidecar.io/routes',
+  containers: 'bearer-sidecar.io/containers',
+  logLevel: 'bearer-sidecar.io/log-level',
+  /** Set by the injector: `injected`. */
+  status: 'bearer-sidecar.io/status',
+} as const
+
+export const injectedStatus = 'injected'
+
+/** Namespaces whose pods are never changed, whatever their labels say (the webhook's namespaceSelector excludes them too). */
+export const untouchedNamespaces: readonly string[] = ['kube-system', 'kube-public']
+
+const adminPort = Number(defaults.adminAddr.split(':').pop())
+
+/** The injected container and volumes. */
+export const sidecar = {
+  containerName: 'bearer-sidecar',
+  tokenVolume: 'bearer-sidecar-token',
+  tokenDir: '/var/run/secrets/tokens',
+  tokenFile: defaults.tokenFile,
+  routesVolume: 'bearer-sidecar-routes',
+  routesDir: '/etc/bearer-sidecar',
+  routesFile: '/etc/bearer-sidecar/routes.yaml',
+  adminPortName: 'bearer-admin',
+  adminPort,
+  /** What the app containers' proxy variables point at: the sidecar's loopback listener. */
+  proxyUrl: `http://${defaults.listenAddr}`,
+  /**
+   * Memory: the egress's measured saturation peak is about 130 MB (RSS under load, `npm run bench`),
+   * so the limit leaves headroom above it and the request covers the idle footprint. Revisit once
+   * the footprint work lands. CPU: a proxy of a single workload, bursting to half a core.
+   */
+  resources: {
+    requests: { cpu: '20m', memory: '96Mi' },
+    limits: { cpu: '500m', memory: '192Mi' },
+  },
+} as const
+
+/** Set on each chosen container unless it sets its own: HTTP clients read the first two, gRPC the third. */
+export const proxyVariables: readonly string[] = ['HTTP_PROXY', 'http_proxy', 'grpc_proxy']
