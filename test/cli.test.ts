@@ -18,7 +18,7 @@ function runCli(args: string[], env: Record<string, string> = {}): Promise<{ cod
   })
 }
 
-test.each(['egress', 'auth-server', 'ingress', 'client', 'demo'])('%s --help describes the command', async (command) => {
+test.each(['egress', 'auth-server', 'ingress', 'injector', 'client', 'demo'])('%s --help describes the command', async (command) => {
   const { code, stdout } = await runCli([command, '--help'])
   expect(code).toBe(0)
   expect(stdout).toContain(`bearer-sidecar ${command}`)
@@ -35,6 +35,7 @@ test.each([
   ['auth-server', { JWT_AUDIENCE: 'x' }, 'ID_ISSUER is required'],
   ['ingress', { ID_ISSUER: 'https://i', JWT_AUDIENCE: 'x' }, 'UPSTREAM_URL is required'],
   ['client', { TARGET_URL: 'http://x', INTERVAL: 'soon' }, 'INTERVAL="soon"'],
+  ['injector', { TLS_CERT_FILE: '/nonexistent/tls.crt', TLS_KEY_FILE: '/nonexistent/tls.key' }, 'SIDECAR_IMAGE is required'],
 ])('%s with bad configuration exits 2 with one line naming the variable', async (command, env, message) => {
   const { code, stderr } = await runCli([command], env)
   expect(code).toBe(2)
