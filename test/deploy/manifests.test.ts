@@ -2,7 +2,11 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate'
+import { Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Issuer'
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration'
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment'
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget'
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap'
 import { Namespace } from 'kubernetes-models/v1/Namespace'
 import { Pod } from 'kubernetes-models/v1/Pod'
@@ -10,7 +14,11 @@ import { Service } from 'kubernetes-models/v1/Service'
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { defaults, environmentVariables } from '../../src/config'
+import { injectionLabel, podAnnotations, proxyVariables, sidecar, untouchedNamespaces } from '../../src/injector/names'
+import { sidecarContainer } from '../../src/injector/patch'
+import { reviewAdmission } from '../../src/injector/review'
 import { readGoogleCredentials } from '../../src/tokens/google-credentials'
+import { admissionReview, patched } from '../helpers/admission'
 
 // Renders every kustomization under deploy/ with `kubectl kustomize` (offline), validates each
 // object against the Kubernetes schemas (kubernetes-models), and checks the invariants the
@@ -51,11 +59,21 @@ const models: Record<string, new (data: never) => { validate(): void }> = {
   'v1/Pod': Pod,
   'v1/Service': Service,
   'apps/v1/Deployment': Deployment,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget,
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': MutatingWebhookConfiguration,
+  'cert-manager.io/v1/Certificate': Certificate,
+  'cert-manager.io/v1/Issuer': Issuer,
 }
 
-/** Every directory holding a kustomization.yaml: bases and overlays alike. */
+/** Objects with no namespace of their own. */
+const clusterScoped = new Set(['Namespace', 'MutatingWebhookConfiguration'])
+const injectorDirs = ['deploy/injector', 'deploy/injector-manual-tls']
+const injectorNamespace = 'bearer-sidecar-system'
+
+/** Every directory holding a kustomization.yaml: bases and overlays alike (a Component renders only inside one). */
 function kustomizations(dir: string, found: string[] = []): string[] {
-  if (existsSync(join(dir, 'kustomization.yaml'))) found.push(dir)
+  const file = join(dir, 'kustomization.yaml')
+  if (existsSync(file) && (parseYaml(readFileSync(file, 'utf8')) as Obj).kind !== 'Component') found.push(dir)
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     if (entry.isDirectory()) kustomizations(join(dir, entry.name), found)
   }
@@ -84,7 +102,15 @@ function env(container: Container, name: string): string | undefined {
 const commands = new Set<string>([...Object.keys(environmentVariables), 'demo'])
 const relative = (dir: string) => dir.slice(root.length + 1)
 const dirs = kustomizations(deployDir)
-const overlays = ['deploy/overlays/in-cluster', 'deploy/overlays/cloud-run', 'deploy/overlays/google', 'deploy/overlays/federated']
+const overlays = [
+  'deploy/overlays/in-cluster',
+  'deploy/overlays/cloud-run',
+  'deploy/overlays/google',
+  'deploy/overlays/federated',
+  'deploy/overlays/without-injector',
+]
+/** Overlays whose auth-client takes the sidecar from the kustomize component rather than the injector. */
+const componentOverlays = ['deploy/overlays/without-injector', 'deploy/overlays/federated']
 
 /** The port a probe targets, a named port resolved against the container's ports. */
 function probePort(container: Container, probe: Obj): number {
@@ -103,15 +129,41 @@ function originOf(audience: string): string {
 
 const adminPort = Number(defaults.adminAddr.split(':').pop())
 
+/** The projected token source of a pod's sidecar volume. */
+function tokenSource(pod: Obj): Obj {
+  return pod.spec.volumes.find((v: Obj) => v.name === sidecar.tokenVolume).projected.sources[0].serviceAccountToken
+}
+
 describeWithKubectl('deploy/ kustomizations', () => {
   const rendered = new Map<string, Obj[]>(dirs.map((dir) => [relative(dir), render(dir)]))
-  const pods = (dir: string) => rendered.get(dir)!.filter((object) => object.kind === 'Pod')
-  const authClient = (dir: string) => {
-    const pod = pods(dir).find((object) => object.metadata.name === 'auth-client')
-    if (!pod) throw new Error(`${dir} renders no Pod named auth-client`)
-    return pod
+  const injector = rendered.get('deploy/injector')!
+  const injectorContainer = injector.find((o) => o.kind === 'Deployment')!.spec.template.spec.containers[0] as Container
+  const deploymentOf = (dir: string) => {
+    const deployment = rendered.get(dir)!.find((object) => object.kind === 'Deployment' && object.metadata.name === 'auth-client')
+    if (!deployment) throw new Error(`${dir} renders no Deployment named auth-client`)
+    return deployment
   }
-  const egressOf = (pod: Obj) => (pod.spec.initContainers as Container[]).find((c) => c.name === 'egress')!
+  /**
+   * An auth-client pod as it runs: the Deployment's template as the ReplicaSet creates it, passed
+   * through the injector exactly as the API server would (with the SIDECAR_IMAGE of deploy/injector).
+   */
+  const authClient = (dir: string): Obj => {
+    const deployment = deploymentOf(dir)
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { ...deployment.spec.template.metadata, generateName: 'auth-client-' },
+      spec: deployment.spec.template.spec,
+    }
+    const answer = reviewAdmission(admissionReview(pod, { namespace: deployment.metadata.namespace }), {
+      image: env(injectorContainer, 'SIDECAR_IMAGE')!,
+    })
+    expect(answer.outcome).toBe(componentOverlays.includes(dir) ? 'skipped' : 'injected')
+    const injected = patched(pod, answer.review.response)
+    expect(() => new Pod(injected as never).validate()).not.toThrow()
+    return injected
+  }
+  const egressOf = (pod: Obj) => (pod.spec.initContainers as Container[]).find((c) => c.name === sidecar.containerName)!
   const clientOf = (pod: Obj) => (pod.spec.containers as Container[]).find((c) => c.name === 'client')!
 
   test('finds the bases and every overlay', () => {
@@ -124,7 +176,9 @@ describeWithKubectl('deploy/ kustomizations', () => {
       const Model = models[key]
       if (!Model) throw new Error(`${dir}: no schema registered for ${key} (${object.metadata?.name}); add it to the test`)
       expect(() => new Model(object as never).validate()).not.toThrow()
-      expect(object.metadata.namespace ?? object.metadata.name).toBe('id-namespace')
+      if (object.kind === 'MutatingWebhookConfiguration') continue
+      const namespace = injectorDirs.includes(dir) ? injectorNamespace : 'id-namespace'
+      expect(clusterScoped.has(object.kind) ? object.metadata.name : object.metadata.namespace).toBe(namespace)
     }
   })
 
@@ -139,8 +193,11 @@ describeWithKubectl('deploy/ kustomizations', () => {
         const command = container.args?.[0] ?? ''
         expect({ where, command, known: commands.has(command) }).toEqual({ where, command, known: true })
         const allowed: readonly string[] = environmentVariables[command as keyof typeof environmentVariables] ?? []
+        // The proxy variables the sidecar sets on every app container are for whatever HTTP or gRPC library it uses.
+        const sidecarSet = spec.initContainers?.some((c: Container) => c.name === sidecar.containerName) ? proxyVariables : []
         for (const { name } of container.env ?? []) {
-          expect({ where, name, known: allowed.includes(name) }).toEqual({ where, name, known: true })
+          const known = allowed.includes(name) || sidecarSet.includes(name)
+          expect({ where, name, known }).toEqual({ where, name, known: true })
         }
       }
     }
@@ -168,8 +225,8 @@ describeWithKubectl('deploy/ kustomizations', () => {
   })
 
   test.each(['deploy/base', ...overlays])('%s: auth-client keeps its name, with egress as a native sidecar before client', (dir) => {
+    expect(deploymentOf(dir).metadata.namespace).toBe('id-namespace')
     const pod = authClient(dir)
-    expect(pod.metadata.namespace).toBe('id-namespace')
     expect(pod.spec.serviceAccountName).toBe('auth-client')
     const egress = egressOf(pod)
     // An init container with restartPolicy Always: started (and its startupProbe passed) before
@@ -177,7 +234,7 @@ describeWithKubectl('deploy/ kustomizations', () => {
     expect(egress).toBeDefined()
     expect(egress.restartPolicy).toBe('Always')
     expect(egress.args?.[0]).toBe('egress')
-    expect(pod.spec.initContainers[0].name).toBe('egress')
+    expect(pod.spec.initContainers[0].name).toBe(sidecar.containerName)
     expect(pod.spec.containers.map((c: Container) => c.name)).toEqual(['client'])
     const client = clientOf(pod)
     expect(client.args?.[0]).toBe('client')
@@ -203,7 +260,7 @@ describeWithKubectl('deploy/ kustomizations', () => {
     }
   })
 
-  test.each(['deploy/base', 'deploy/overlays/in-cluster', 'deploy/overlays/cloud-run'])(
+  test.each(['deploy/base', 'deploy/overlays/in-cluster', 'deploy/overlays/cloud-run', 'deploy/overlays/without-injector'])(
     '%s: kubernetes mode mounts an audience-bound projected token where egress reads it',
     (dir) => {
       const pod = authClient(dir)
@@ -231,7 +288,7 @@ describeWithKubectl('deploy/ kustomizations', () => {
   test('in-cluster: auth-server expects exactly the audience the client token carries, and only that subject', () => {
     const objects = rendered.get('deploy/overlays/in-cluster')!
     const pod = authClient('deploy/overlays/in-cluster')
-    const audience = pod.spec.volumes[0].projected.sources[0].serviceAccountToken.audience
+    const audience = tokenSource(pod).audience
     const deployment = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === 'auth-server')!
     const server = deployment.spec.template.spec.containers[0] as Container
     expect(server.args).toEqual(['auth-server'])
@@ -256,7 +313,7 @@ describeWithKubectl('deploy/ kustomizations', () => {
     const egress = egressOf(pod)
     const target = new URL(env(egress, 'TARGET_URL')!)
     expect(target.protocol).toBe('https:')
-    expect(originOf(pod.spec.volumes[0].projected.sources[0].serviceAccountToken.audience)).toBe(target.origin)
+    expect(originOf(tokenSource(pod).audience)).toBe(target.origin)
   })
 
   test('google: CLIENT_MODE=google, the Workload Identity annotation, and no projected token', () => {
@@ -311,7 +368,7 @@ describeWithKubectl('deploy/ kustomizations', () => {
     expect(pod.spec.automountServiceAccountToken).toBe(false)
   })
 
-  test('no kustomization renames objects (the walkthrough names the Pod auth-client)', () => {
+  test('no kustomization renames objects (the walkthrough names the Deployment auth-client)', () => {
     for (const dir of dirs) {
       const kustomization = parseYaml(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as Obj
       expect({ dir: relative(dir), namePrefix: kustomization.namePrefix, nameSuffix: kustomization.nameSuffix }).toEqual({
@@ -320,6 +377,123 @@ describeWithKubectl('deploy/ kustomizations', () => {
         nameSuffix: undefined,
       })
     }
+  })
+
+  describe('deploy/injector', () => {
+    const find = (kind: string, objects = injector) => objects.find((o) => o.kind === kind)!
+    const webhookConfig = find('MutatingWebhookConfiguration')
+    const [webhook] = webhookConfig.webhooks
+
+    test('the webhook selects pods by exactly the label the injector checks, never the control plane nor its own namespace', () => {
+      expect(webhookConfig.webhooks).toHaveLength(1)
+      expect(webhook.objectSelector).toEqual({ matchLabels: { [injectionLabel]: 'true' } })
+      expect(webhook.namespaceSelector.matchExpressions).toEqual([
+        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...untouchedNamespaces, injectorNamespace] },
+      ])
+      expect(webhook.rules).toEqual([
+        { operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' },
+      ])
+    })
+
+    test('v1 reviews, no side effects, reinvoked if needed, a short timeout, failing closed', () => {
+      expect(webhook).toMatchObject({
+        admissionReviewVersions: ['v1'],
+        sideEffects: 'None',
+        reinvocationPolicy: 'IfNeeded',
+        failurePolicy: 'Fail',
+      })
+      expect(webhook.timeoutSeconds).toBeLessThanOrEqual(10)
+    })
+
+    test('the API server reaches the injector: Service, port, path, container listener', () => {
+      const service = find('Service')
+      expect(webhook.clientConfig.service).toEqual({
+        name: service.metadata.name,
+        namespace: service.metadata.namespace,
+        path: '/mutate',
+        port: service.spec.ports[0].port,
+      })
+      const deployment = find('Deployment')
+      expect(service.spec.selector).toEqual(deployment.spec.template.metadata.labels)
+      const port = injectorContainer.ports?.find((p) => p.name === service.spec.ports[0].targetPort)
+      expect(port?.containerPort).toBe(Number((env(injectorContainer, 'INJECTOR_ADDR') ?? defaults.injectorAddr).split(':').pop()))
+    })
+
+    test('two replicas, a PodDisruptionBudget keeping one, probes on the admin port', () => {
+      const deployment = find('Deployment')
+      expect(deployment.spec.replicas).toBe(2)
+      const budget = find('PodDisruptionBudget')
+      expect(budget.spec.minAvailable).toBe(1)
+      expect(budget.spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels)
+      expect(injectorContainer.args).toEqual(['injector'])
+      expect(injectorContainer.startupProbe?.httpGet.path).toBe('/readyz')
+      expect(injectorContainer.readinessProbe?.httpGet.path).toBe('/readyz')
+      expect(injectorContainer.livenessProbe?.httpGet.path).toBe('/healthz')
+      for (const probe of [injectorContainer.startupProbe, injectorContainer.readinessProbe, injectorContainer.livenessProbe]) {
+        expect(probePort(injectorContainer, probe!)).toBe(Number(env(injectorContainer, 'ADMIN_ADDR')!.split(':').pop()))
+      }
+    })
+
+    test('SIDECAR_IMAGE is the image the injector itself runs', () => {
+      expect(env(injectorContainer, 'SIDECAR_IMAGE')).toBe(injectorContainer.image)
+    })
+
+    test("cert-manager's certificate is the one mounted, for the Service's name, and cainjector fills caBundle from it", () => {
+      const certificate = find('Certificate')
+      const service = find('Service')
+      const volumes = find('Deployment').spec.template.spec.volumes as Obj[]
+      const tls = volumes.find((v) => v.secret?.secretName === certificate.spec.secretName)
+      expect(tls).toBeDefined()
+      const mount = injectorContainer.volumeMounts?.find((m) => m.name === tls!.name)
+      expect(env(injectorContainer, 'TLS_CERT_FILE')).toBe(`${mount!.mountPath}/tls.crt`)
+      expect(env(injectorContainer, 'TLS_KEY_FILE')).toBe(`${mount!.mountPath}/tls.key`)
+      expect(certificate.spec.dnsNames).toContain(`${service.metadata.name}.${service.metadata.namespace}.svc`)
+      expect(find('Issuer').metadata.name).toBe(certificate.spec.issuerRef.name)
+      expect(webhookConfig.metadata.annotations['cert-manager.io/inject-ca-from']).toBe(
+        `${certificate.metadata.namespace}/${certificate.metadata.name}`,
+      )
+    })
+
+    test('injector-manual-tls: the same without cert-manager objects or the cainjector annotation', () => {
+      const manual = rendered.get('deploy/injector-manual-tls')!
+      expect(manual.map((o) => o.kind).sort()).toEqual(
+        injector
+          .map((o) => o.kind)
+          .filter((k) => k !== 'Certificate' && k !== 'Issuer')
+          .sort(),
+      )
+      expect(find('MutatingWebhookConfiguration', manual).metadata.annotations ?? {}).toEqual({})
+    })
+  })
+
+  describe('deploy/components/egress-sidecar', () => {
+    const deployment = deploymentOf('deploy/overlays/without-injector')
+    const spec = deployment.spec.template.spec
+
+    test('adds the very sidecar and token volume the injector adds', () => {
+      const target = 'http://auth-server.id-namespace.svc.cluster.local'
+      const settings = { clientMode: 'kubernetes' as const, targetUrl: target, audience: target, expirationSeconds: 600, containers: [] }
+      const image = spec.initContainers[0].image
+      expect(spec.initContainers[0]).toEqual(sidecarContainer(settings, image))
+      expect(image).toBe('REGION-docker.pkg.dev/PROJECT_ID/bearer-sidecar/bearer-sidecar:TAG')
+      expect(spec.volumes).toEqual([
+        {
+          name: sidecar.tokenVolume,
+          projected: { sources: [{ serviceAccountToken: { path: 'token', audience: target, expirationSeconds: 600 } }] },
+        },
+      ])
+    })
+
+    test('the proxy variables on every app container; its pods are not sent to the injector', () => {
+      for (const container of spec.containers as Container[]) {
+        for (const name of proxyVariables) expect(env(container, name)).toBe(sidecar.proxyUrl)
+      }
+      expect(deployment.spec.template.metadata.labels[injectionLabel]).toBeUndefined()
+    })
+
+    test('the local-config ConfigMaps it reads are not rendered', () => {
+      expect(rendered.get('deploy/overlays/without-injector')!.filter((o) => o.kind === 'ConfigMap')).toEqual([])
+    })
   })
 
   describe('deploy/configure.sh', () => {
@@ -345,18 +519,29 @@ describeWithKubectl('deploy/ kustomizations', () => {
     })
     afterAll(() => rmSync(out, { recursive: true, force: true }))
 
-    test.each(overlays.map((dir) => dir.replace('deploy/', '')))('%s renders with every placeholder filled', (dir) => {
-      const text = execFileSync('kubectl', ['kustomize', join(out, dir)], { encoding: 'utf8', timeout: 30_000 })
-      expect(text).not.toMatch(/\b(PROJECT_ID|PROJECT_NUMBER|POOL_ID|PROVIDER_ID|REGION|CLUSTER_LOCATION|CLUSTER_NAME|SERVICE_HOST|TAG)\b/)
-      expect(text).toContain('image: europe-west1-docker.pkg.dev/my-project/bearer-sidecar/bearer-sidecar:1.2.3')
-      if (dir === 'overlays/federated') {
-        expect(text).toContain(
-          '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/kind-pool/providers/kind-cluster',
+    test.each([...overlays, ...injectorDirs].map((dir) => dir.replace('deploy/', '')))(
+      '%s renders with every placeholder filled',
+      (dir) => {
+        const text = execFileSync('kubectl', ['kustomize', join(out, dir)], { encoding: 'utf8', timeout: 30_000 })
+        expect(text).not.toMatch(
+          /\b(PROJECT_ID|PROJECT_NUMBER|POOL_ID|PROVIDER_ID|REGION|CLUSTER_LOCATION|CLUSTER_NAME|SERVICE_HOST|TAG)\b/,
         )
-        expect(text).toContain('serviceAccounts/auth-client@my-project.iam.gserviceaccount.com:generateAccessToken')
-      }
-      if (dir !== 'overlays/in-cluster') expect(text).toContain('value: https://auth-server-abc123-ew.a.run.app\n')
-    })
+        const image = 'europe-west1-docker.pkg.dev/my-project/bearer-sidecar/bearer-sidecar:1.2.3'
+        expect(text).toContain(`image: ${image}`)
+        // The injector injects the image it runs.
+        if (dir.startsWith('injector')) expect(text).toContain(`value: ${image}\n`)
+        if (dir === 'overlays/federated') {
+          expect(text).toContain(
+            '//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/kind-pool/providers/kind-cluster',
+          )
+          expect(text).toContain('serviceAccounts/auth-client@my-project.iam.gserviceaccount.com:generateAccessToken')
+          expect(text).toContain('value: https://auth-server-abc123-ew.a.run.app\n')
+        }
+        if (dir === 'overlays/cloud-run' || dir === 'overlays/google') {
+          expect(text).toContain(`${podAnnotations.targetUrl}: https://auth-server-abc123-ew.a.run.app\n`)
+        }
+      },
+    )
 
     test('the Cloud Run manifest gets the same values', () => {
       const text = readFileSync(join(out, 'cloud-run', 'auth-server.yaml'), 'utf8')
