@@ -71,6 +71,13 @@ function containerNames(pod: Json): { app: string[]; init: string[] } {
  * unknown `bearer-sidecar.io/` key too, since a misspelt setting silently ignored is worse.
  */
 export function readInjectionSettings(pod: Json): InjectionSettings {
+  if (pod?.spec?.hostNetwork === true) {
+    // The sidecar's loopback listener would be the node's: any process there could borrow this pod's identity.
+    refuse(
+      injectionLabel,
+      "the pod uses hostNetwork, where the sidecar's 127.0.0.1:15080 would be the node's loopback, open to every process on the node",
+    )
+  }
   const annotations: Record<string, unknown> = pod?.metadata?.annotations ?? {}
   const known = new Set<string>(Object.values(podAnnotations))
   for (const key of Object.keys(annotations)) {

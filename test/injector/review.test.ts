@@ -241,6 +241,7 @@ describe('an opted-in pod with an invalid annotation is refused, naming it', () 
       replicaSetPod({ [podAnnotations.routes]: 'routes:\n  - host: a.example\n    tokenFile: /x/token' }),
       podAnnotations.routes,
     ],
+    ['hostNetwork', { ...replicaSetPod(), spec: { ...replicaSetPod().spec, hostNetwork: true } }, injectionLabel],
     ['a misspelt annotation', replicaSetPod({ 'bearer-sidecar.io/target_url': 'http://x' }), 'bearer-sidecar.io/target_url'],
     ['an empty value', replicaSetPod({ [podAnnotations.audience]: ' ' }), podAnnotations.audience],
     [
