@@ -27,7 +27,7 @@ export interface InjectionSettings {
 }
 
 /** The kubelet refuses a projected token shorter than 10 minutes; 24 hours is the longest the issue allows. */
-export const expirationBounds = { min: 600, max: 86_400, default: 600 } as const
+const expirationBounds = { min: 600, max: 86_400, default: 600 } as const
 
 // biome-ignore lint/suspicious/noExplicitAny: an AdmissionReview's object is JSON checked field by field here
 type Json = any
