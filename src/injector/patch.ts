@@ -98,7 +98,9 @@ export function createInjectionPatch(pod: Json, settings: InjectionSettings, opt
   const operations: Operation[] = []
   const add = (path: string, value: unknown) => {
     const operation: Operation = { op: 'add', path, value: deepClone(value) }
-    applyOperation(working, operation, true, true)
+    // A copy goes into the working document: applied as is, a later step's change to the working
+    // copy would reach back into this operation's value.
+    applyOperation(working, deepClone(operation), true, true)
     operations.push(operation)
   }
   const spec = () => working.spec

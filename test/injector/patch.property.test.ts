@@ -88,6 +88,11 @@ test('injection is idempotent, never touches a pod that did not opt in, never re
         for (const entry of env) expect(kept).toContainEqual(entry)
         expect(kept.filter((e: Json) => env.some((o: Json) => o.name === e.name))).toHaveLength(env.length)
       }
+      // No container lists a variable twice (the API server only warns; which one wins is up to the runtime).
+      for (const { env } of envOf(result)) {
+        const names = env.map((e: Json) => e.name)
+        expect(new Set(names).size).toBe(names.length)
+      }
       expect(result.spec.initContainers[0].name).toBe(sidecar.containerName)
       // Volumes the pod had are kept; names stay unique.
       const names = (result.spec.volumes ?? []).map((v: Json) => v.name)

@@ -124,6 +124,22 @@ describe('a ReplicaSet-created pod that opted in', () => {
     expect(again.review.response).toEqual({ uid: expect.any(String), allowed: true })
   })
 
+  test('reinvoked after a later webhook added a container: only that container gets the proxy variables', () => {
+    const grown = structuredClone(pod)
+    grown.spec.containers.push({ name: 'log-shipper', image: 'registry.example/shipper:1' })
+    const again = review(admissionReview(grown))
+    expect(again.outcome).toBe('injected')
+    const operations = JSON.parse(Buffer.from(again.review.response.patch, 'base64').toString())
+    expect(operations).toEqual(
+      proxyVariables.map((name, index) =>
+        index === 0
+          ? { op: 'add', path: '/spec/containers/2/env', value: [{ name, value: sidecar.proxyUrl }] }
+          : { op: 'add', path: '/spec/containers/2/env/-', value: { name, value: sidecar.proxyUrl } },
+      ),
+    )
+    expect(review(admissionReview(patched(grown, again.review.response))).outcome).toBe('unchanged')
+  })
+
   test('python3 jsonpatch (an independent RFC 6902 implementation) applies the same patch to the same result', () => {
     const answer = review(doc)
     const script =
@@ -284,6 +300,8 @@ test('routes only with an audience in kubernetes mode: every route shares the on
   const pod = barePod()
   pod.metadata.annotations = { [podAnnotations.routes]: 'routes:\n  - host: a.example\n', [podAnnotations.audience]: 'https://a.example' }
   const injected = inject(admissionReview(pod))
+  // Both volumes, once each, into a pod that had none (each operation's value is its own copy).
+  expect(injected.spec.volumes.map((v: Json) => v.name)).toEqual([sidecar.tokenVolume, sidecar.routesVolume])
   expect(env(sidecarOf(injected), 'TARGET_URL')).toBeUndefined()
   const config = sidecarConfig(injected)
   expect(config.routes).toEqual([{ host: 'a.example', upstream: 'http://a.example', audience: undefined, tokenFile: sidecar.tokenFile }])

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
@@ -224,4 +226,43 @@ describe('loadInjectorConfig', () => {
   ])('%# names the variable', (env, message) => {
     expect(() => loadInjectorConfig(env)).toThrow(message)
   })
+})
+
+test('the CLI command starts, answers over TLS, and exits 0 on SIGTERM', async () => {
+  const certs = createTestCertificates()
+  const dir = mkdtempSync(join(tmpdir(), 'bearer-injector-cli-'))
+  writeFileSync(join(dir, 'tls.crt'), certs.cert)
+  writeFileSync(join(dir, 'tls.key'), certs.key)
+  const child = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'injector'], {
+    env: {
+      PATH: process.env.PATH,
+      INJECTOR_ADDR: '127.0.0.1:0',
+      ADMIN_ADDR: '127.0.0.1:0',
+      TLS_CERT_FILE: join(dir, 'tls.crt'),
+      TLS_KEY_FILE: join(dir, 'tls.key'),
+      SIDECAR_IMAGE: 'registry.example/bearer-sidecar:0.2.0',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  try {
+    let output = ''
+    const started = new Promise<Record<string, string>>((resolve, reject) => {
+      child.stdout.on('data', (chunk) => {
+        output += chunk
+        const line = output.split('\n').find((l) => l.includes('"listen"'))
+        if (line) resolve(JSON.parse(line))
+      })
+      child.once('exit', (code) => reject(new Error(`exited ${code} before listening: ${output}`)))
+    })
+    const port = Number((await started).listen!.split(':').pop())
+    const doc = admissionReview(replicaSetPod())
+    const answer = await send(port, certs.ca, { body: JSON.stringify(doc) })
+    expect(JSON.parse(answer.body).response.uid).toBe(doc.request.uid)
+    const exited = once(child, 'exit')
+    child.kill('SIGTERM')
+    expect((await exited)[0]).toBe(0)
+  } finally {
+    child.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
