@@ -35,6 +35,11 @@ const settingsAnnotations = fc.record(
     [podAnnotations.clientMode]: fc.constantFrom('kubernetes', 'google'),
     [podAnnotations.tokenHeader]: fc.constantFrom('Authorization', 'X-Serverless-Authorization,Authorization'),
     [podAnnotations.logLevel]: fc.constantFrom('debug', 'info'),
+    [podAnnotations.routes]: fc.constantFrom(
+      'routes:\n  - host: a.example\n',
+      '{"routes":[{"host":"*.example.org","upstream":"https://*"}]}',
+    ),
+    [podAnnotations.audience]: fc.constantFrom('https://api.example.com', 'aud-1'),
     [podAnnotations.status]: fc.constantFrom('injected', 'pending'),
     other: fc.string({ maxLength: 10 }),
   },
