@@ -120,3 +120,17 @@ export function registerKeySetGauge(metrics: Metrics, status: () => Array<{ issu
     },
   })
 }
+
+/** Seconds until the injector's serving certificate expires: falling toward 0 means renewals are not arriving. */
+export function registerCertificateGauge(metrics: Metrics, notAfter: () => number | undefined): void {
+  new Gauge({
+    name: 'bearer_sidecar_injector_certificate_seconds_to_expiry',
+    help: 'Seconds until the serving certificate in use expires',
+    registers: [metrics.registry],
+    collect() {
+      this.reset()
+      const expiry = notAfter()
+      if (expiry !== undefined) this.set((expiry - Date.now()) / 1000)
+    },
+  })
+}

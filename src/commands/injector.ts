@@ -5,12 +5,13 @@ import { createInjectorServer } from '../injector/server'
 import { loadTlsFiles } from '../injector/tls-files'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
 import type { Logger } from '../log'
-import { createMetrics } from '../metrics'
+import { createMetrics, registerCertificateGauge } from '../metrics'
 
 /** `bearer-sidecar injector`: the mutating admission webhook on INJECTOR_ADDR, health and metrics on ADMIN_ADDR. */
 export async function runInjector(config: InjectorConfig, logger: Logger): Promise<Service> {
   const metrics = createMetrics()
   const tls = await loadTlsFiles({ certFile: config.tlsCertFile, keyFile: config.tlsKeyFile, logger, metrics })
+  registerCertificateGauge(metrics, () => tls.notAfter)
   const server = createInjectorServer({ image: config.sidecarImage, tls, logger, metrics })
   let listening = false
   const admin = createAdminServer({

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -18,6 +19,8 @@ export interface TlsFilesOptions {
 export interface TlsFiles extends EventEmitter<{ reload: []; failed: [Error] }> {
   /** The certificate and key as last loaded: a pair that goes together. */
   readonly current: SecureContextOptions
+  /** When the certificate in use expires, in milliseconds since the epoch. */
+  readonly notAfter: number | undefined
   /** Re-reads both files now; resolves once done. A pair that does not load keeps the previous one. */
   check(): Promise<void>
   close(): Promise<void>
@@ -38,6 +41,7 @@ export async function loadTlsFiles(options: TlsFilesOptions): Promise<TlsFiles> 
 
 class WatchedTlsFiles extends EventEmitter<{ reload: []; failed: [Error] }> implements TlsFiles {
   current: SecureContextOptions = {}
+  notAfter: number | undefined
   #lastRaw = ''
   #lastFailedRaw?: string
   #watcher?: FSWatcher
@@ -52,7 +56,7 @@ class WatchedTlsFiles extends EventEmitter<{ reload: []; failed: [Error] }> impl
   async start(): Promise<void> {
     const loaded = await this.#read()
     this.#check(loaded.pair)
-    this.current = loaded.pair
+    this.#use(loaded.pair)
     this.#lastRaw = loaded.raw
     const dirs = [...new Set([dirname(this.options.certFile), dirname(this.options.keyFile)])]
     this.#watcher = watch(dirs, { depth: 0, ignoreInitial: true, followSymlinks: false, atomic: false })
@@ -88,7 +92,7 @@ class WatchedTlsFiles extends EventEmitter<{ reload: []; failed: [Error] }> impl
       raw = loaded.raw
       if (raw === this.#lastRaw) return
       this.#check(loaded.pair)
-      this.current = loaded.pair
+      this.#use(loaded.pair)
       this.#lastRaw = raw
       this.#lastFailedRaw = undefined
     } catch (error) {
@@ -108,6 +112,12 @@ class WatchedTlsFiles extends EventEmitter<{ reload: []; failed: [Error] }> impl
   async #read(): Promise<{ pair: SecureContextOptions; raw: string }> {
     const [cert, key] = await Promise.all([readFile(this.options.certFile, 'utf8'), readFile(this.options.keyFile, 'utf8')])
     return { pair: { cert, key }, raw: `${cert}\0${key}` }
+  }
+
+  #use(pair: SecureContextOptions): void {
+    this.current = pair
+    // The first certificate of the chain is the server's own.
+    this.notAfter = Date.parse(new X509Certificate(String(pair.cert)).validTo)
   }
 
   /** Throws unless the pair is usable: createSecureContext refuses a key that does not match its certificate. */

@@ -4,9 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { runInjector } from '../../src/commands/injector'
 import { loadInjectorConfig } from '../../src/config'
 import { createAtomicWriter } from '../../src/demo/kubelet'
-import { runInjector } from '../../src/injector/run'
 import { maxReviewBytes } from '../../src/injector/server'
 import type { Service } from '../../src/lifecycle'
 import { admissionReview, replicaSetPod } from '../helpers/admission'
@@ -197,6 +197,10 @@ describe('injector over TLS', () => {
     expect(text).toMatch(/bearer_sidecar_injector_reviews_total\{outcome="malformed"\} [1-9]/)
     expect(text).toMatch(/bearer_sidecar_injector_certificate_reloads_total\{result="loaded"\} 2/)
     expect(text).toMatch(/bearer_sidecar_injector_certificate_reloads_total\{result="failed"\} 1/)
+    // The test certificates last 2 days (test/helpers/tls.ts).
+    const expiry = Number(/^bearer_sidecar_injector_certificate_seconds_to_expiry (\S+)$/m.exec(text)?.[1])
+    expect(expiry).toBeGreaterThan(86_400)
+    expect(expiry).toBeLessThanOrEqual(2 * 86_400)
   })
 })
 
