@@ -1,10 +1,7 @@
 import { applyOperation, deepClone, type Operation } from 'fast-json-patch'
 import { defaults } from '../config'
 import { injectedStatus, podAnnotations, proxyVariables, sidecar } from './names'
-import type { InjectionSettings } from './settings'
-
-// biome-ignore lint/suspicious/noExplicitAny: a Pod as JSON; the result is validated as a Pod in the tests
-type Json = any
+import type { InjectionSettings, Json } from './settings'
 
 export interface InjectionPatchOptions {
   /** The image of the egress sidecar (SIDECAR_IMAGE). */

@@ -1,10 +1,7 @@
 import { AdmissionReviewInvalidError, InjectionRefusedError } from '../errors'
 import { injectedStatus, podAnnotations, untouchedNamespaces } from './names'
 import { createInjectionPatch } from './patch'
-import { optedIn, readInjectionSettings } from './settings'
-
-// biome-ignore lint/suspicious/noExplicitAny: an AdmissionReview as JSON, checked field by field
-type Json = any
+import { type Json, optedIn, readInjectionSettings } from './settings'
 
 export type ReviewOutcome = 'injected' | 'unchanged' | 'skipped' | 'refused'
 

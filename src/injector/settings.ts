@@ -26,11 +26,12 @@ export interface InjectionSettings {
   logLevel?: string
 }
 
-/** The kubelet refuses a projected token shorter than 10 minutes; 24 hours is the longest the issue allows. */
+/** The kubelet refuses a projected token shorter than 10 minutes; beyond a day, a leaked token lives too long. */
 const expirationBounds = { min: 600, max: 86_400, default: 600 } as const
 
-// biome-ignore lint/suspicious/noExplicitAny: an AdmissionReview's object is JSON checked field by field here
-type Json = any
+/** An AdmissionReview and the Pod in it, as JSON: checked field by field where read, never trusted by type. */
+// biome-ignore lint/suspicious/noExplicitAny: see above
+export type Json = any
 
 /** True when the pod carries the opt-in label with exactly the value `"true"`. */
 export function optedIn(pod: Json): boolean {
