@@ -1,4 +1,5 @@
 import { defaults } from '../config'
+import { address } from '../config/parsers'
 
 /**
  * The names the injector and the deploy manifests share: the opt-in label (the webhook's
@@ -25,7 +26,7 @@ export const injectedStatus = 'injected'
 /** Namespaces whose pods are never changed, whatever their labels say (the webhook's namespaceSelector excludes them too). */
 export const untouchedNamespaces: readonly string[] = ['kube-system', 'kube-public']
 
-const adminPort = Number(defaults.adminAddr.split(':').pop())
+const adminPort = address(defaults.adminAddr).port
 
 /** The injected container and volumes. */
 export const sidecar = {

@@ -14,6 +14,7 @@ import { Service } from 'kubernetes-models/v1/Service'
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { defaults, environmentVariables } from '../../src/config'
+import { address } from '../../src/config/parsers'
 import { injectionLabel, podAnnotations, proxyVariables, sidecar, untouchedNamespaces } from '../../src/injector/names'
 import { sidecarContainer } from '../../src/injector/patch'
 import { reviewAdmission } from '../../src/injector/review'
@@ -416,7 +417,7 @@ describeWithKubectl('deploy/ kustomizations', () => {
       const deployment = find('Deployment')
       expect(service.spec.selector).toEqual(deployment.spec.template.metadata.labels)
       const port = injectorContainer.ports?.find((p) => p.name === service.spec.ports[0].targetPort)
-      expect(port?.containerPort).toBe(Number((env(injectorContainer, 'INJECTOR_ADDR') ?? defaults.injectorAddr).split(':').pop()))
+      expect(port?.containerPort).toBe(address(env(injectorContainer, 'INJECTOR_ADDR') ?? defaults.injectorAddr).port)
     })
 
     test('two replicas, a PodDisruptionBudget keeping one, probes on the admin port', () => {
@@ -430,7 +431,7 @@ describeWithKubectl('deploy/ kustomizations', () => {
       expect(injectorContainer.readinessProbe?.httpGet.path).toBe('/readyz')
       expect(injectorContainer.livenessProbe?.httpGet.path).toBe('/healthz')
       for (const probe of [injectorContainer.startupProbe, injectorContainer.readinessProbe, injectorContainer.livenessProbe]) {
-        expect(probePort(injectorContainer, probe!)).toBe(Number(env(injectorContainer, 'ADMIN_ADDR')!.split(':').pop()))
+        expect(probePort(injectorContainer, probe!)).toBe(address(env(injectorContainer, 'ADMIN_ADDR') ?? defaults.adminAddr).port)
       }
     })
 

@@ -12,9 +12,9 @@ test.each(Object.values(podAnnotations))('documents the annotation %s', (annotat
 })
 
 test.each(environmentVariables.injector)('documents the variable %s', (variable) => {
-  // A row names one variable, or two sharing a meaning (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
-  const name = (v: string) => `\x60${v}\x60`
-  expect(page).toMatch(new RegExp(`^\\| (${name('[A-Z_]+')}, )?${name(variable)}(, ${name('[A-Z_]+')})? \\|`, 'm'))
+  // The rows come from the config table under `<!-- variables: injector -->` (test/config/docs.test.ts holds them to it).
+  expect(page).toContain('<!-- variables: injector -->')
+  expect(page).toContain(`| \`${variable}\` |`)
 })
 
 test('shows the opt-in label', () => {

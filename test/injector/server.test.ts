@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { createPrivateKey } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:https'
@@ -219,10 +220,18 @@ describe('loadInjectorConfig', () => {
     expect(loadInjectorConfig(good)).toMatchObject({ listen: { host: '0.0.0.0', port: 8443 }, admin: { port: 15081 } })
   })
 
+  test('a PKCS#1 key (`RSA PRIVATE KEY`, how cert-manager writes RSA keys by default) loads', () => {
+    const pkcs1 = createPrivateKey(certs.key).export({ type: 'pkcs1', format: 'pem' }).toString()
+    expect(pkcs1).toContain('-----BEGIN RSA PRIVATE KEY-----')
+    expect(loadInjectorConfig({ ...good, TLS_KEY_FILE: file('pkcs1.key', pkcs1) }).tlsKeyFile).toBe(join(dir, 'pkcs1.key'))
+  })
+
   test.each([
     [{ ...good, TLS_CERT_FILE: undefined }, 'TLS_CERT_FILE is required'],
     [{ ...good, TLS_KEY_FILE: join(dir, 'missing') }, 'cannot be read (ENOENT)'],
     [{ ...good, TLS_CERT_FILE: good.TLS_KEY_FILE }, 'TLS_CERT_FILE='],
+    [{ ...good, TLS_CERT_FILE: good.TLS_KEY_FILE }, `TLS_CERT_FILE=${JSON.stringify(good.TLS_KEY_FILE)}: holds no PEM certificate`],
+    [{ ...good, TLS_KEY_FILE: good.TLS_CERT_FILE }, `TLS_KEY_FILE=${JSON.stringify(good.TLS_CERT_FILE)}: holds no PEM private key`],
     [{ ...good, TLS_KEY_FILE: file('other.key', other.key) }, 'TLS_KEY_FILE does not go with TLS_CERT_FILE'],
     [{ ...good, SIDECAR_IMAGE: '' }, 'SIDECAR_IMAGE is required'],
     [{ ...good, SIDECAR_IMAGE: 'https://registry/x' }, 'SIDECAR_IMAGE='],
