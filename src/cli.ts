@@ -21,6 +21,8 @@ interface Flag {
   type: 'string' | 'boolean'
   /** The value's placeholder in `--help`: `SECONDS`. */
   value?: string
+  /** The value may be left out (`--verify-issuer` alone): the flag then reads as `''`. */
+  optionalValue?: true
   doc: string
 }
 
@@ -108,13 +110,41 @@ const commands: Record<string, CommandEntry> = {
       return runDemo(parseDemoOptions({ duration: text('duration'), mode: text('mode') }), env)
     },
   },
+  doctor: {
+    summary: "checks the egress's configuration, tokens, upstreams and issuer: why is my call not authenticated?",
+    details:
+      "Run with the egress's own environment (kubectl exec POD -c egress -- node dist/cli.js doctor): it reads the same variables as egress, and for --verify-issuer auth-server's ISSUER_DISCOVERY_URL, ISSUER_JWKS_URL, ISSUER_CA_FILE and ISSUER_TOKEN_FILE when set. One line per check; a token only by its fingerprint. Exit 0: every check passed; 1: a check failed; 2: the configuration or a flag is invalid.",
+    environment: 'egress',
+    flags: {
+      json: { type: 'boolean', doc: 'print one JSON document { "ok": bool, "checks": [{ "name", "ok", "detail" }] }' },
+      'verify-issuer': {
+        type: 'string',
+        value: '[URL]',
+        optionalValue: true,
+        doc: "fetch the issuer's discovery and keys and verify each token's signature as the callee would (default URL: the token's own iss)",
+      },
+    },
+    async start(env, flags) {
+      const { runDoctor } = await import('./doctor/run.js')
+      const verifyIssuer = flags['verify-issuer']
+      const finished = runDoctor(env, {
+        json: flags.json === true,
+        verifyIssuer: typeof verifyIssuer === 'string' ? verifyIssuer : undefined,
+      })
+      return { finished, close: async () => {} }
+    },
+  },
 }
 
 /** Flags parsed strictly for every command; an unknown or valueless flag is bad configuration (exit 2), like a bad variable. */
 function parseFlags(name: string, args: string[], flags: Record<string, Flag> = {}): FlagValues {
   const options = Object.fromEntries(Object.entries(flags).map(([flag, { type }]) => [flag, { type }]))
+  // parseArgs wants a value after a string flag: one whose value may be left out gets an empty one when none follows.
+  const given = args.map((arg, i) =>
+    flags[arg.slice(2)]?.optionalValue && arg.startsWith('--') && !/^[^-]/.test(args[i + 1] ?? '') ? `${arg}=` : arg,
+  )
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values
+    return parseArgs({ args: given, options, strict: true, allowPositionals: false }).values
   } catch (error) {
     throw new ConfigError(`invalid flags: ${(error as Error).message.split('\n')[0]} (see bearer-sidecar ${name} --help)`)
   }

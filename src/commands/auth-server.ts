@@ -1,4 +1,5 @@
 import { createAdminServer } from '../admin/admin-server'
+import { createStatusReport } from '../admin/status'
 import type { AuthServerConfig } from '../config'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
 import type { Logger } from '../log'
@@ -22,6 +23,7 @@ export async function runAuthServer(config: AuthServerConfig, logger: Logger): P
   const admin = createAdminServer({
     metrics,
     readiness: () => verifierReadiness(verifier),
+    status: createStatusReport({ command: 'auth-server', metrics, verifier }),
   })
   const [address, adminAddress] = await Promise.all([listen(server, config.listen), listen(admin, config.admin)])
   const allowed = config.verifier.allowedSubjects.length > 0 ? config.verifier.allowedSubjects.join(',') : 'any verified subject'

@@ -1,4 +1,5 @@
 import { createAdminServer } from '../admin/admin-server'
+import { createStatusReport } from '../admin/status'
 import { type EgressConfig, isLoopback } from '../config'
 import { createEgressServer } from '../egress/server'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
@@ -29,6 +30,7 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
       // A source's reason already names its key (`/path/token: file not found`).
       return { ready: waiting.length === 0, reasons: waiting.map((status) => status.reason ?? `${status.key}: no valid token`) }
     },
+    status: createStatusReport({ command: 'egress', metrics, egress: { config, tokenSource } }),
   })
   const [proxyAddress, adminAddress] = await Promise.all([listen(egress.server, config.listen), listen(admin, config.admin)])
   const destinations = config.routes.map((route) => `${route.host} -> ${route.upstream}`).join(', ')

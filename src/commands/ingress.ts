@@ -1,4 +1,5 @@
 import { createAdminServer } from '../admin/admin-server'
+import { createStatusReport } from '../admin/status'
 import type { IngressConfig } from '../config'
 import { createIngressServer } from '../ingress/server'
 import { closeGracefully, formatAddress, listen, type Service } from '../lifecycle'
@@ -16,6 +17,7 @@ export async function runIngress(config: IngressConfig, logger: Logger): Promise
   const admin = createAdminServer({
     metrics,
     readiness: () => verifierReadiness(verifier),
+    status: createStatusReport({ command: 'ingress', metrics, verifier }),
   })
   const [address, adminAddress] = await Promise.all([listen(ingress.server, config.listen), listen(admin, config.admin)])
   logger.info(

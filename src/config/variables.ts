@@ -167,7 +167,7 @@ export const variables = {
     name: 'ADMIN_ADDR',
     parse: address,
     default: '0.0.0.0:15081',
-    doc: "`GET /healthz`, `GET /readyz` (egress: 200 while a token is held for every route known in advance; auth-server: once every issuer's keys are held; injector: once the certificate is loaded and the webhook listens), `GET /metrics`",
+    doc: "`GET /healthz`, `GET /readyz` (egress: 200 while a token is held for every route known in advance; auth-server: once every issuer's keys are held; injector: once the certificate is loaded and the webhook listens), `GET /metrics`; egress and auth-server also `GET /status` (JSON of what the process holds: routes, tokens or issuers, request counts; never a token) and `GET /` (a page of the same, docs/troubleshooting.md)",
     commands: ['egress', 'auth-server', 'injector'],
   }),
   tokenHeader: variable({
@@ -305,7 +305,7 @@ export const variables = {
     name: 'ADMIN_ADDR',
     parse: address,
     default: '0.0.0.0:15082',
-    doc: "`/healthz`, `/readyz` (200 once every issuer's keys are held), `/metrics`; apart from egress's 15081 so both fit in one pod",
+    doc: "`/healthz`, `/readyz` (200 once every issuer's keys are held), `/metrics`, `/status` and `/` (as egress's); apart from egress's 15081 so both fit in one pod",
     commands: ['ingress'],
   }),
   shutdownTimeout: variable({

@@ -63,11 +63,7 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
   const routes = config.routes.map(compile)
   const targetRoute = config.targetUrl ? routes[0] : undefined
 
-  /** The key when it does not depend on the requested host: a file, an explicit audience, a fixed upstream's origin. */
-  const knownKey = (route: CompiledRoute): string | undefined => {
-    if (config.clientMode === 'kubernetes') return route.config.tokenFile
-    return route.config.audience ?? (route.upstream instanceof URL ? route.upstream.origin : undefined)
-  }
+  const knownKey = (route: CompiledRoute): string | undefined => routeTokenKey(config.clientMode, route.config)
 
   /** Where a route sends requests once its upstream host is known: fixed routes work this out once, wildcards per request. */
   const upstreamOf = (route: CompiledRoute, upstream: URL): Upstream => ({
@@ -112,6 +108,16 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
       return { label: 'passthrough', origin: url.origin, path: pathAndQuery, host: url.host }
     },
   }
+}
+
+/**
+ * A route's token key when it does not depend on the requested host: its file (kubernetes), its
+ * explicit audience, or a fixed upstream's origin (google); undefined for a wildcard's per-host audience.
+ */
+export function routeTokenKey(clientMode: EgressConfig['clientMode'], route: RouteConfig): string | undefined {
+  if (clientMode === 'kubernetes') return route.tokenFile
+  if (route.audience) return route.audience
+  return /^https?:\/\/\*/.test(route.upstream) ? undefined : new URL(route.upstream).origin
 }
 
 function parseAbsoluteTarget(target: string): URL {

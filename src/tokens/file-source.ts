@@ -34,7 +34,7 @@ export interface FileTokenSourceOptions {
 const maxTimerDelayMs = 2 ** 31 - 1
 
 /** The reason a token file could not be read, by `errno` code: what the log and the 503 say. */
-const readProblems: Readonly<Record<string, string>> = {
+export const readProblems: Readonly<Record<string, string>> = {
   ENOENT: 'file not found',
   ENOTDIR: 'file not found',
   EACCES: 'permission denied',
@@ -109,6 +109,10 @@ interface KeyState {
   /** The held token's expiry has been reported (logged, counted, emitted). */
   expiryReported: boolean
   timer?: NodeJS.Timeout
+  /** When the held token was taken up. */
+  lastRefreshAt?: number
+  /** The last problem reported, kept after recovery for the status page. */
+  lastError?: string
 }
 
 interface WatchedDir {
@@ -165,7 +169,11 @@ class FileTokenSource extends EventEmitter implements TokenSource {
   status(): TokenKeyStatus[] {
     const now = this.#now()
     return [...this.#keys.values()].map((state) => {
-      return keyStatus(state.key, state.held, this.#unavailable(state, now)?.message)
+      return keyStatus(state.key, state.held, this.#unavailable(state, now)?.message, {
+        source: 'file',
+        lastRefreshAt: state.lastRefreshAt,
+        lastError: state.lastError,
+      })
     })
   }
 
@@ -329,6 +337,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
     state.held = token
     state.problem = undefined
     state.expiryReported = false
+    state.lastRefreshAt = this.#now()
     this.#metrics.tokenRefreshes.inc({ key: state.key })
     this.#logger.info(
       {
@@ -351,6 +360,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
   #fail(state: KeyState, error: SidecarError): void {
     if (state.problem?.message === error.message) return
     state.problem = error
+    state.lastError = error.message
     this.#metrics.tokenFailures.inc({ key: state.key, reason: error.code })
     const { held } = state
     const serving = held && this.#now() < held.expiresAt ? { fingerprint: held.fingerprint, until: isoTime(held.expiresAt) } : undefined
@@ -365,6 +375,7 @@ class FileTokenSource extends EventEmitter implements TokenSource {
     const error = new TokenExpiredError(`${state.key}: token expired at ${isoTime(held.expiresAt)} and no newer token was read`, {
       cause: state.problem,
     })
+    state.lastError = error.message
     this.#metrics.tokenFailures.inc({ key: state.key, reason: error.code })
     this.#logger.warn({ key: state.key, fingerprint: held.fingerprint, code: error.code }, error.message)
     this.emit('failure', state.key, error)
@@ -396,7 +407,7 @@ async function directoryIdentity(path: string): Promise<string | undefined> {
 }
 
 /** Reads at most one byte more than a token may have, so a huge or endless file cannot exhaust memory. */
-async function readTokenFile(path: string): Promise<string> {
+export async function readTokenFile(path: string): Promise<string> {
   const handle = await open(path, 'r')
   try {
     const buffer = Buffer.alloc(maxTokenBytes + 1)

@@ -87,6 +87,10 @@ interface AudienceState {
   /** The fetch in flight: it never rejects, its outcome lands in `held` or `problem`. */
   pending?: Promise<void>
   timer?: NodeJS.Timeout
+  /** When the metadata server last answered a usable token. */
+  lastRefreshAt?: number
+  /** The last failed fetch, kept after recovery for the status page. */
+  lastError?: string
 }
 
 class GoogleTokenSource extends EventEmitter implements TokenSource {
@@ -140,7 +144,11 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
   status(): TokenKeyStatus[] {
     const now = this.#now()
     return [...this.#audiences.values()].map((state) => {
-      return { ...keyStatus(state.audience, state.held, this.#unavailable(state, now)?.message), source: this.#idTokens.origin }
+      return keyStatus(state.audience, state.held, this.#unavailable(state, now)?.message, {
+        source: this.#idTokens.origin,
+        lastRefreshAt: state.lastRefreshAt,
+        lastError: state.lastError,
+      })
     })
   }
 
@@ -233,6 +241,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     state.problem = undefined
     state.reason = undefined
     state.failures = 0
+    state.lastRefreshAt = now
     // The metadata server may answer the token it answered last time (it caches them): the
     // refresh point moves closer to expiry, nothing else changes.
     if (token.fingerprint === state.held?.fingerprint) {
@@ -260,6 +269,7 @@ class GoogleTokenSource extends EventEmitter implements TokenSource {
     const error = new problem.Kind(`${state.audience}: ${problem.reason}`, { cause: problem.cause })
     const repeated = state.reason === problem.reason
     state.problem = error
+    state.lastError = error.message
     state.reason = problem.reason
     state.failures += 1
     this.#metrics.tokenFailures.inc({ key: state.audience, reason: error.code, source: this.#idTokens.origin })

@@ -12,7 +12,7 @@ export interface Token {
   readonly issuedAt?: number
 }
 
-/** Readiness of one key a source was told about in advance (`prepare`). */
+/** What a source holds for one key it was told about in advance (`prepare`): readiness, and the held token described, never the token. */
 export interface TokenKeyStatus {
   /** The file path (kubernetes mode) or the audience (google mode). */
   readonly key: string
@@ -20,10 +20,25 @@ export interface TokenKeyStatus {
   readonly ready: boolean
   /** Why not ready, in a few words. */
   readonly reason?: string
-  readonly expiresAt?: number
+  /** The held token's `fingerprint`. */
+  readonly fingerprint?: string
+  /** The held token's `sub`. */
+  readonly subject?: string
+  /** The held token's `aud`. */
+  readonly audience?: string[]
+  /** The held token's `iat`, ms since the epoch. */
   readonly issuedAt?: number
-  /** google mode: where the tokens come from (`metadata`, `external_account`, `service_account`, `impersonated_service_account`). */
-  readonly source?: string
+  /** The held token's `exp`, ms since the epoch. */
+  readonly expiresAt?: number
+  /** When the held token was taken up, ms since the epoch. */
+  readonly lastRefreshAt?: number
+  /** The last failed read or fetch, kept after a later success so the status page still shows what went wrong. */
+  readonly lastError?: string
+  /**
+   * Where the token comes from: `file` (a projected token file); in google mode the ID tokens' origin
+   * (`metadata`, `external_account`, `service_account`, `impersonated_service_account`).
+   */
+  readonly source: string
 }
 
 /**

@@ -54,7 +54,26 @@ export function tokenLogFields(token: ParsedToken) {
   }
 }
 
-/** A key's readiness as `status()` reports it: ready exactly when no reason stands against the held token. */
-export function keyStatus(key: string, held: Token | undefined, reason: string | undefined): TokenKeyStatus {
-  return { key, ready: reason === undefined, reason, expiresAt: held?.expiresAt, issuedAt: held?.issuedAt }
+/** What a source remembers of a key besides the held token, for `status()`. */
+export interface KeyHistory {
+  source: string
+  lastRefreshAt?: number
+  lastError?: string
+}
+
+/** A key's status entry: ready exactly when no reason stands against the held token; the token described, never itself. */
+export function keyStatus(key: string, held: ParsedToken | undefined, reason: string | undefined, history: KeyHistory): TokenKeyStatus {
+  return {
+    key,
+    ready: reason === undefined,
+    reason,
+    fingerprint: held?.fingerprint,
+    subject: held?.subject,
+    audience: held?.audience,
+    issuedAt: held?.issuedAt,
+    expiresAt: held?.expiresAt,
+    lastRefreshAt: history.lastRefreshAt,
+    lastError: history.lastError,
+    source: history.source,
+  }
 }

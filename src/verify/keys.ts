@@ -40,6 +40,8 @@ export interface IssuerKeys {
   load(): Promise<void>
   /** Whether the held key set still lists `kid`: a verified-token cache entry is good only while its key is published. */
   hasKid(kid: string): boolean
+  /** The `kid`s of the held key set, for the status page. */
+  kids(): string[]
   /** When the held key set was fetched (ms since the epoch); undefined before the first success. */
   fetchedAt(): number | undefined
 }
@@ -105,6 +107,7 @@ export function createIssuerKeys(options: IssuerKeysOptions): IssuerKeys {
       if (fetchedAt === undefined) await remote.reload()
     },
     hasKid: (kid) => kids.has(kid),
+    kids: () => [...kids],
     fetchedAt: () => fetchedAt,
   }
 }

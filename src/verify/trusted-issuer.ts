@@ -27,6 +27,8 @@ export interface IssuerStatus {
   ready: boolean
   /** When the held key set was fetched, ms since the epoch. */
   keysFetchedAt?: number
+  /** The `kid`s of the held key set. */
+  keyIds?: string[]
   /** The last fetch failure, while not ready. */
   reason?: string
 }
@@ -108,7 +110,7 @@ export function createTrustedIssuer(options: TrustedIssuerOptions): TrustedIssue
     keysIfKnown: () => keys,
     status() {
       const fetchedAt = keys?.fetchedAt()
-      if (fetchedAt !== undefined) return { issuer: options.issuer, ready: true, keysFetchedAt: fetchedAt }
+      if (fetchedAt !== undefined) return { issuer: options.issuer, ready: true, keysFetchedAt: fetchedAt, keyIds: keys?.kids() }
       return { issuer: options.issuer, ready: false, reason: lastError?.message ?? 'keys not fetched yet' }
     },
   }

@@ -292,7 +292,7 @@ describe('keys', () => {
     since = keyLogs.lines.length
     await expect(verifyToken()).resolves.toBeDefined()
     await keyLogs.waitFor((line) => line.msg === 'issuer keys fetched' && line.fetch === 'keys', since)
-    expect(keyVerifier.status()).toEqual([{ issuer: keyIssuer.issuer, ready: true, keysFetchedAt: Date.now() }])
+    expect(keyVerifier.status()).toEqual([{ issuer: keyIssuer.issuer, ready: true, keysFetchedAt: Date.now(), keyIds: [keyIssuer.kid] }])
   })
 
   test.each(['down', 'invalid-json', 'huge'] as const)('no keys held and the key server %s: 503, then recovery', async (fault) => {
