@@ -131,6 +131,36 @@ describe('egress', () => {
     }
   })
 
+  test('a token file that goes bad: /status says why, and keeps the last error after recovery', async () => {
+    const late = createAtomicWriter(join(dir, 'late'))
+    const logs = captureLogs()
+    const config = loadEgressConfig({
+      TOKEN_FILE: join(late.dir, 'token'),
+      TARGET_URL: upstream.url,
+      LISTEN_ADDR: '127.0.0.1:0',
+      ADMIN_ADDR: '127.0.0.1:0',
+    })
+    const service = await runEgress(config, logs.logger)
+    try {
+      const lateAdmin = `http://${(await logs.waitFor((line) => typeof line.admin === 'string')).admin}`
+      await logs.waitFor((line) => line.code === 'ERR_TOKEN_UNAVAILABLE')
+      const missing = `${join(late.dir, 'token')}: file not found`
+      expect((await status(lateAdmin)).body).toMatchObject({
+        ready: false,
+        reasons: [missing],
+        tokens: [{ ready: false, reason: missing, lastError: missing, source: 'file' }],
+      })
+      const token = await issuer.mint({ audience })
+      await late.write({ token })
+      await logs.waitFor((line) => line.msg === 'token taken up')
+      expect((await status(lateAdmin)).body.tokens).toEqual([
+        expect.objectContaining({ ready: true, fingerprint: fingerprint(token), lastError: missing, lastRefreshAt: expect.any(Number) }),
+      ])
+    } finally {
+      await service.close()
+    }
+  })
+
   test('the page at phone size is not blank (screenshot)', async () => {
     const page = await browser.newPage()
     try {

@@ -282,25 +282,30 @@ describe('google mode', () => {
 })
 
 describe('a running sidecar', () => {
-  let egress: Service
-  let admin: string
+  const running: Service[] = []
 
-  beforeAll(async () => {
+  /** `runEgress` as the CLI runs it, on free loopback ports; resolves with its admin address. */
+  async function startEgress(env: Record<string, string>): Promise<string> {
     const logs = captureLogs()
-    const config = loadEgressConfig({
-      TOKEN_FILE: files.good,
-      TARGET_URL: upstream.url,
-      LISTEN_ADDR: '127.0.0.1:0',
-      ADMIN_ADDR: '127.0.0.1:0',
-    })
-    egress = await runEgress(config, logs.logger)
-    admin = String((await logs.waitFor((line) => typeof line.admin === 'string')).admin)
-  })
-  afterAll(() => egress.close())
+    const config = loadEgressConfig({ ...env, LISTEN_ADDR: '127.0.0.1:0', ADMIN_ADDR: '127.0.0.1:0' })
+    running.push(await runEgress(config, logs.logger))
+    return String((await logs.waitFor((line) => typeof line.admin === 'string')).admin)
+  }
+  afterAll(() => Promise.all(running.map((service) => service.close())))
 
-  test('its /readyz answer is a check', async () => {
+  test('ready: its /readyz answer passes and names the status page', async () => {
+    const admin = await startEgress({ TOKEN_FILE: files.good, TARGET_URL: upstream.url })
     const run = await doctor({ TOKEN_FILE: files.good, TARGET_URL: upstream.url, ADMIN_ADDR: admin })
     expect(failures(run)).toEqual([])
     expect(check(run, 'running sidecar').detail).toBe(`http://${admin}/readyz answers 200 ready; its status page is http://${admin}/`)
+  })
+
+  test('not ready: its /readyz answer fails with the reason it gives', async () => {
+    const missing = join(dir, 'not-yet', 'token')
+    const admin = await startEgress({ TOKEN_FILE: missing, TARGET_URL: upstream.url })
+    const run = await doctor({ TOKEN_FILE: missing, TARGET_URL: upstream.url, ADMIN_ADDR: admin })
+    expect(run.code).toBe(1)
+    expect(failures(run)).toEqual([`token file ${missing}`, 'running sidecar'])
+    expect(check(run, 'running sidecar').detail).toBe(`http://${admin}/readyz answers 503: not ready: ${missing}: file not found`)
   })
 })
