@@ -10,6 +10,7 @@ import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { type AtomicWriter, createAtomicWriter } from '../../src/demo/kubelet'
 import type { Service } from '../../src/lifecycle'
 import { fingerprint } from '../../src/tokens/fingerprint'
+import { withLocalMetadataServer } from '../helpers/google-metadata'
 import { captureLogs } from '../helpers/logs'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
@@ -199,6 +200,40 @@ async function inkFraction(page: Page, png: Buffer): Promise<number> {
     return ink / (data.length / 4)
   })()`)
 }
+
+describe('egress in google mode', () => {
+  withLocalMetadataServer()
+
+  test("GET /status describes each audience's ID token, with its source", async () => {
+    const logs = captureLogs()
+    const config = loadEgressConfig({
+      CLIENT_MODE: 'google',
+      TARGET_URL: upstream.url,
+      LISTEN_ADDR: '127.0.0.1:0',
+      ADMIN_ADDR: '127.0.0.1:0',
+    })
+    const service = await runEgress(config, logs.logger)
+    try {
+      const googleAdmin = `http://${(await logs.waitFor((line) => typeof line.admin === 'string')).admin}`
+      const fetched = await logs.waitFor((line) => line.msg === 'ID token fetched')
+      const { body } = await status(googleAdmin)
+      expect(body.routes).toEqual([{ host: `127.0.0.1:${upstream.port}`, upstream: upstream.url, tokenKey: upstream.url }])
+      expect(body.tokens).toEqual([
+        expect.objectContaining({
+          key: upstream.url,
+          ready: true,
+          source: 'google',
+          fingerprint: fetched.fingerprint,
+          subject: '104857600000000000001',
+          audience: [upstream.url],
+          lastRefreshAt: expect.any(Number),
+        }),
+      ])
+    } finally {
+      await service.close()
+    }
+  })
+})
 
 describe('auth-server', () => {
   let server: AuthServerService
