@@ -1,3 +1,4 @@
+import { SidecarError } from '../errors'
 import { isoTime } from '../tokens/token'
 
 /** One line of the doctor's report. A detail never carries a token: fingerprints only. */
@@ -28,9 +29,10 @@ export function whenRelative(ms: number, now: number): string {
   return `${isoTime(ms)} (${ms >= now ? `in ${span}` : `${span} ago`})`
 }
 
-/** An error in a few words: its errno-style code when it has one (ECONNREFUSED, CERT_HAS_EXPIRED), else its message. */
+/** An error in a few words: its message, with a system code (ECONNREFUSED, CERT_HAS_EXPIRED) the message does not name. Our own errors' messages are the reason already. */
 export function describeError(error: unknown): string {
   const { code, message } = error as { code?: unknown; message?: unknown }
+  if (error instanceof SidecarError) return error.message
   if (typeof code === 'string' && typeof message === 'string' && !message.includes(code)) return `${message} (${code})`
   return typeof message === 'string' ? message : String(error)
 }

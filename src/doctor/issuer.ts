@@ -1,9 +1,9 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose'
-import { defaults } from '../config'
+import { defaults, type VerifierConfig } from '../config'
 import { createLogger } from '../log'
 import type { Token } from '../tokens/token-source'
 import { discoverJwksUri } from '../verify/discovery'
-import { createIssuerFetch } from '../verify/issuer-fetch'
+import { createIssuerFetch, type IssuerFetch } from '../verify/issuer-fetch'
 import { createVerifier } from '../verify/verifier'
 import { type Check, describeError, doctorDefaults, fail, pass } from './check'
 
@@ -15,14 +15,27 @@ export interface HeldToken {
 }
 
 /**
+ * Where and how a callee fetches the issuer's documents, when not from `<issuer>/.well-known/...`
+ * anonymously: an in-cluster API server's discovery needs its CA and a token (the README's
+ * "Kubernetes issuers"). Read from the same ISSUER_* variables as auth-server's.
+ */
+export type IssuerAccess = Pick<VerifierConfig, 'discoveryUrl' | 'jwksUrl' | 'caFile' | 'discoveryTokenFile'>
+
+/**
  * `--verify-issuer [URL]`: what the callee would do with each token. The issuer's discovery
  * document and key set, fetched by the project's verifier code, then the token verified by the
  * project's verifier as `auth-server` would with ID_ISSUER set to the issuer (default: the
  * token's own `iss`) and JWT_AUDIENCE to the route's audience (default: the token's first `aud`).
  */
-export async function checkIssuer(held: HeldToken[], issuerUrl: string | undefined): Promise<Check[]> {
+export async function checkIssuer(held: HeldToken[], issuerUrl: string | undefined, access: IssuerAccess = {}): Promise<Check[]> {
   const checks: Check[] = []
-  const fetch = createIssuerFetch()
+  let fetch: IssuerFetch
+  try {
+    const tokenOrigins = [access.discoveryUrl, access.jwksUrl].filter((url) => url !== undefined).map((url) => new URL(url).origin)
+    fetch = createIssuerFetch({ caFile: access.caFile, tokenFile: access.discoveryTokenFile, tokenOrigins })
+  } catch (error) {
+    return [fail('issuer access', `ISSUER_DISCOVERY_URL, ISSUER_JWKS_URL or ISSUER_CA_FILE is unusable: ${describeError(error)}`)]
+  }
   const discovered = new Map<string, boolean>()
   for (const { key, token, audience } of held) {
     const claims = decodeJwt(token.value)
@@ -31,7 +44,7 @@ export async function checkIssuer(held: HeldToken[], issuerUrl: string | undefin
       checks.push(fail(`signature ${key}`, 'the token has no iss and no --verify-issuer URL was given'))
       continue
     }
-    if (!discovered.has(issuer)) discovered.set(issuer, await checkDiscovery(issuer, fetch, checks))
+    if (!discovered.has(issuer)) discovered.set(issuer, await checkDiscovery(issuer, access, fetch, checks))
     if (!discovered.get(issuer)) continue
     const expected = audience ?? (Array.isArray(claims.aud) ? claims.aud[0] : claims.aud) ?? ''
     const verifier = createVerifier(
@@ -42,6 +55,7 @@ export async function checkIssuer(held: HeldToken[], issuerUrl: string | undefin
         clockToleranceSec: Number(defaults.clockTolerance),
         maxTokenAgeSec: Number(defaults.maxTokenAge),
         cacheSize: 0,
+        ...access,
       },
       { logger: createLogger({ level: 'silent' }), fetchTimeoutMs: doctorDefaults.timeoutMs },
     )
@@ -66,12 +80,16 @@ export async function checkIssuer(held: HeldToken[], issuerUrl: string | undefin
   return checks
 }
 
-/** Discovery and the key set, one check each; false when the keys cannot be had. */
-async function checkDiscovery(issuer: string, fetch: ReturnType<typeof createIssuerFetch>, checks: Check[]): Promise<boolean> {
+/** Discovery (unless ISSUER_JWKS_URL skips it) and the key set, one check each; false when the keys cannot be had. */
+async function checkDiscovery(issuer: string, access: IssuerAccess, fetch: IssuerFetch, checks: Check[]): Promise<boolean> {
   let jwksUri: URL
   try {
-    jwksUri = await discoverJwksUri(issuer, { fetch, timeoutMs: doctorDefaults.timeoutMs })
-    checks.push(pass(`issuer ${issuer} discovery`, `jwks_uri ${jwksUri.href}`))
+    jwksUri = access.jwksUrl
+      ? new URL(access.jwksUrl)
+      : await discoverJwksUri(issuer, { fetch, discoveryUrl: access.discoveryUrl, timeoutMs: doctorDefaults.timeoutMs })
+    checks.push(
+      pass(`issuer ${issuer} discovery`, access.jwksUrl ? `skipped: ISSUER_JWKS_URL is ${jwksUri.href}` : `jwks_uri ${jwksUri.href}`),
+    )
   } catch (error) {
     checks.push(fail(`issuer ${issuer} discovery`, describeError(error)))
     return false

@@ -2,7 +2,7 @@ import { type EgressConfig, type Env, loadEgressConfig } from '../config'
 import { routeTokenKey } from '../egress/route'
 import { ConfigError } from '../errors'
 import { type Check, fail, pass } from './check'
-import { checkIssuer, type HeldToken } from './issuer'
+import { checkIssuer, type HeldToken, type IssuerAccess } from './issuer'
 import { checkRunningSidecar } from './sidecar'
 import { checkTokenFile } from './token-file'
 import { checkUpstream } from './upstream'
@@ -80,11 +80,22 @@ export async function runDoctor(env: Env, options: DoctorOptions = {}): Promise<
 
   if (options.verifyIssuer !== undefined) {
     if (held.length === 0) checks.push(fail('issuer', 'no token to verify: see the token checks above'))
-    else checks.push(...(await checkIssuer(held, options.verifyIssuer || undefined)))
+    else checks.push(...(await checkIssuer(held, options.verifyIssuer || undefined, issuerAccess(env))))
   }
 
   checks.push(await checkRunningSidecar(config.admin))
   return report(checks, checks.every((check) => check.ok) ? doctorExitCodes.ok : doctorExitCodes.failed)
+}
+
+/** The ISSUER_* variables as auth-server reads them, for a callee that reaches its issuer the same way (in-cluster discovery). */
+function issuerAccess(env: Env): IssuerAccess {
+  const value = (name: string) => env[name]?.trim() || undefined
+  return {
+    discoveryUrl: value('ISSUER_DISCOVERY_URL'),
+    jwksUrl: value('ISSUER_JWKS_URL'),
+    caFile: value('ISSUER_CA_FILE'),
+    discoveryTokenFile: value('ISSUER_TOKEN_FILE'),
+  }
 }
 
 function isTemplate(upstream: string): boolean {

@@ -244,6 +244,41 @@ describe('--verify-issuer', () => {
   })
 })
 
+describe('--verify-issuer against an in-cluster issuer (discovery only for authenticated callers)', () => {
+  let guarded: LocalIssuer
+  let tokenFile: string
+  let reviewerTokenFile: string
+
+  beforeAll(async () => {
+    const reviewerToken = await issuer.mint({ audience: 'https://kubernetes.default.svc', serviceAccount: 'auth-server' })
+    secrets.push(reviewerToken)
+    guarded = await startLocalIssuer({ requireToken: reviewerToken })
+    tokenFile = await writeTokenFile('guarded', await guarded.mint({ audience }))
+    reviewerTokenFile = join(dir, 'reviewer-token')
+    writeFileSync(reviewerTokenFile, reviewerToken)
+  })
+  afterAll(() => guarded.close())
+
+  test('anonymous discovery is refused: the discovery check fails with the answer', async () => {
+    const run = await doctor({ TOKEN_FILE: tokenFile, TARGET_URL: upstream.url }, ['--json', '--verify-issuer'])
+    expect(run.code).toBe(1)
+    expect(failures(run)).toEqual([`issuer ${guarded.issuer} discovery`])
+    expect(check(run, `issuer ${guarded.issuer} discovery`).detail).toBe(`GET ${guarded.discoveryUrl} answered 401`)
+  })
+
+  test("with auth-server's ISSUER_DISCOVERY_URL and ISSUER_TOKEN_FILE, as the callee reaches it, the token verifies", async () => {
+    const env = {
+      TOKEN_FILE: tokenFile,
+      TARGET_URL: upstream.url,
+      ISSUER_DISCOVERY_URL: guarded.discoveryUrl,
+      ISSUER_TOKEN_FILE: reviewerTokenFile,
+    }
+    const run = await doctor(env, ['--json', '--verify-issuer'])
+    expect(failures(run)).toEqual([])
+    expect(check(run, `signature ${tokenFile}`).detail).toMatch(/^verified as a callee trusting /)
+  })
+})
+
 describe('google mode', () => {
   let metadata: LocalMetadataServer
 
