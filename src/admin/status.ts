@@ -62,5 +62,7 @@ export function createStatusReport(options: StatusReportOptions): () => Promise<
 
 async function counts(counter: { get(): Promise<{ values: Array<{ labels: object; value: number }> }> }): Promise<CountStatus[]> {
   const { values } = await counter.get()
-  return values.map((value) => ({ labels: value.labels as Record<string, string>, count: value.value }))
+  // Label values as text whatever the caller passed (ingress counts its status as a number).
+  const text = (labels: object) => Object.fromEntries(Object.entries(labels).map(([name, value]) => [name, String(value)]))
+  return values.map((value) => ({ labels: text(value.labels), count: value.value }))
 }

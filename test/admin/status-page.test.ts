@@ -5,7 +5,8 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import type { AdminStatus } from '../../src/admin/status'
 import { type AuthServerService, runAuthServer } from '../../src/commands/auth-server'
 import { runEgress } from '../../src/commands/egress'
-import { loadAuthServerConfig, loadEgressConfig } from '../../src/config'
+import { runIngress } from '../../src/commands/ingress'
+import { loadAuthServerConfig, loadEgressConfig, loadIngressConfig } from '../../src/config'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { type AtomicWriter, createAtomicWriter } from '../../src/demo/kubelet'
 import type { Service } from '../../src/lifecycle'
@@ -261,6 +262,39 @@ describe('auth-server', () => {
       expect(await page.locator('[data-field=issuer]').textContent()).toBe(issuer.issuer)
     } finally {
       await page.close()
+    }
+  })
+})
+
+describe('ingress', () => {
+  test('GET /status: issuers, requests by status, verifications', async () => {
+    const logs = captureLogs()
+    const config = loadIngressConfig({
+      ID_ISSUER: issuer.issuer,
+      JWT_AUDIENCE: audience,
+      UPSTREAM_URL: upstream.url,
+      LISTEN_ADDR: '127.0.0.1:0',
+      ADMIN_ADDR: '127.0.0.1:0',
+    })
+    const service = await runIngress(config, logs.logger)
+    try {
+      const started = await logs.waitFor((line) => String(line.msg).startsWith('ingress '))
+      const [, listenAddress, adminAddress] = /^ingress (\S+) -> .*, admin (\S+)$/.exec(String(started.msg))!
+      const token = await issuer.mint({ audience })
+      expect((await fetch(`http://${listenAddress}/`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200)
+      expect((await fetch(`http://${listenAddress}/`)).status).toBe(401)
+      const { body } = await status(`http://${adminAddress}`)
+      expect(body).toMatchObject({
+        command: 'ingress',
+        issuers: [{ issuer: issuer.issuer, ready: true, keyIds: [issuer.kid] }],
+        requests: expect.arrayContaining([
+          { labels: { status: '200' }, count: 1 },
+          { labels: { status: '401' }, count: 1 },
+        ]),
+        verifications: expect.arrayContaining([{ labels: { result: 'allowed', reason: 'verified' }, count: 1 }]),
+      })
+    } finally {
+      await service.close()
     }
   })
 })
