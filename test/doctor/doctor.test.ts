@@ -213,7 +213,7 @@ describe('kubernetes mode', () => {
     expect(run.code).toBe(0)
     expect(run.stdout).toContain('Usage: bearer-sidecar doctor')
     expect(run.stdout).toContain('--verify-issuer [URL]')
-    expect(run.stdout).toContain('2: the configuration or a flag is invalid')
+    expect(run.stdout).toMatch(/2: the configuration or a flag is\s+invalid/)
   })
 
   test('an unknown flag exits 2', async () => {
