@@ -125,7 +125,7 @@ const commands: Record<string, CommandEntry> = {
       },
     },
     async start(env, flags) {
-      const { runDoctor } = await import('./doctor/run.js')
+      const { runDoctor } = await import('./commands/doctor.js')
       const verifyIssuer = flags['verify-issuer']
       const finished = runDoctor(env, {
         json: flags.json === true,

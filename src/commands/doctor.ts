@@ -1,11 +1,11 @@
 import { type EgressConfig, type Env, loadEgressConfig } from '../config'
+import { type Check, fail, pass } from '../doctor/check'
+import { checkIssuer, type HeldToken, type IssuerAccess } from '../doctor/issuer'
+import { checkRunningSidecar } from '../doctor/sidecar'
+import { checkTokenFile } from '../doctor/token-file'
+import { checkUpstream } from '../doctor/upstream'
 import { routeTokenKey } from '../egress/route'
 import { ConfigError } from '../errors'
-import { type Check, fail, pass } from './check'
-import { checkIssuer, type HeldToken, type IssuerAccess } from './issuer'
-import { checkRunningSidecar } from './sidecar'
-import { checkTokenFile } from './token-file'
-import { checkUpstream } from './upstream'
 
 export interface DoctorOptions {
   /** Print one JSON document `{ ok, checks: [{ name, ok, detail }] }` instead of lines. */
@@ -68,7 +68,7 @@ export async function runDoctor(env: Env, options: DoctorOptions = {}): Promise<
     }
   } else {
     // Loaded only in google mode, as the egress does: google-auth-library is most of the start-up time otherwise.
-    const { checkGoogleTokens } = await import('./google.js')
+    const { checkGoogleTokens } = await import('../doctor/google.js')
     const audiences = [...new Set(config.routes.map((route) => routeTokenKey('google', route)).filter((key) => key !== undefined))]
     const google = await checkGoogleTokens(env, audiences, now)
     checks.push(...google.checks)
