@@ -70,7 +70,7 @@ export async function runDoctor(env: Env, options: DoctorOptions = {}): Promise<
     // Loaded only in google mode, as the egress does: google-auth-library is most of the start-up time otherwise.
     const { checkGoogleTokens } = await import('../doctor/google.js')
     const audiences = [...new Set(config.routes.map((route) => routeTokenKey('google', route)).filter((key) => key !== undefined))]
-    const google = await checkGoogleTokens(env, audiences, now)
+    const google = await checkGoogleTokens(config, env, audiences, now)
     checks.push(...google.checks)
     held.push(...google.tokens.map(({ key, token }) => ({ key, token, audience: key })))
   }

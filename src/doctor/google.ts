@@ -1,7 +1,9 @@
 import { gcpMetadata } from 'google-auth-library'
 import { decodeJwt } from 'jose'
+import type { EgressConfig, Env } from '../config'
 import { createLogger } from '../log'
 import { createMetrics } from '../metrics'
+import { createGoogleIdTokens } from '../tokens/google-id-tokens'
 import { createGoogleTokenSource } from '../tokens/google-source'
 import type { Token } from '../tokens/token-source'
 import { type Check, describeError, doctorDefaults, fail, pass, whenRelative, withTimeout } from './check'
@@ -13,16 +15,23 @@ export interface GoogleReport {
 }
 
 /**
- * google mode: where tokens come from answers (the metadata server, with the service account's
- * email), then one ID token per audience, fetched through the sidecar's own Google token source,
- * so the doctor sees exactly what the sidecar would: its fetcher, its checks of the answer, its reasons.
+ * google mode: where tokens come from (the credential file GOOGLE_APPLICATION_CREDENTIALS names, or
+ * the metadata server answering with the service account's email), then one ID token per audience,
+ * fetched through the sidecar's own Google token source and ID-token fetcher, so the doctor sees
+ * exactly what the sidecar would: its fetcher, its checks of the answer, its reasons.
  */
-export async function checkGoogleTokens(env: Record<string, string | undefined>, audiences: string[], now: number): Promise<GoogleReport> {
-  const checks = [await checkMetadataServer(env)]
+export async function checkGoogleTokens(config: EgressConfig, env: Env, audiences: string[], now: number): Promise<GoogleReport> {
+  const idTokens = createGoogleIdTokens(config.googleCredentials)
+  const checks = [
+    config.googleCredentials
+      ? pass('google credentials', `${idTokens.summary} (GOOGLE_APPLICATION_CREDENTIALS, its fields checked at load)`)
+      : await checkMetadataServer(env),
+  ]
   const source = createGoogleTokenSource({
     logger: createLogger({ level: 'silent' }),
     metrics: createMetrics(),
     timeoutMs: doctorDefaults.timeoutMs,
+    idTokens,
   })
   const tokens: GoogleReport['tokens'] = []
   try {
@@ -51,7 +60,7 @@ export async function checkGoogleTokens(env: Record<string, string | undefined>,
 }
 
 /** The metadata server answers with the service account's email; where it is comes from GCE_METADATA_HOST, as for every Google library. */
-async function checkMetadataServer(env: Record<string, string | undefined>): Promise<Check> {
+async function checkMetadataServer(env: Env): Promise<Check> {
   const host = env.GCE_METADATA_IP || env.GCE_METADATA_HOST || '169.254.169.254'
   const name = 'metadata server'
   try {

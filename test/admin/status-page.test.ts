@@ -223,7 +223,7 @@ describe('egress in google mode', () => {
         expect.objectContaining({
           key: upstream.url,
           ready: true,
-          source: 'google',
+          source: 'metadata',
           fingerprint: fetched.fingerprint,
           subject: '104857600000000000001',
           audience: [upstream.url],
