@@ -1,34 +1,33 @@
 /**
- * `npm run soak`: steady load through the real sidecar process for minutes, with kubelet token
+ * Suite `soak` (`npm run bench -- soak`): steady load through the real sidecar process for minutes, with kubelet token
  * rotations and an upstream restart injected, then one table: requests, failures by kind and
  * whether they fell in the restart window, RSS and open sockets of the sidecar at start and end.
  *
  * Flags: --duration SECONDS (default 180), --rate REQUESTS_PER_SECOND (default 300),
- * --rotate SECONDS between token rotations (default 10). Exit 0 when no request failed outside
- * the injected restart window and every answer carried the token written last (or the one
- * before, while a rotation is being taken up).
+ * --rotate SECONDS between token rotations (default 10). Exit 1 when a request failed outside
+ * the injected restart window or an answer carried neither the token written last nor the one
+ * before (a rotation being taken up).
  */
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { parseArgs } from 'node:util'
 import { generateKeyPair, SignJWT } from 'jose'
 import { Pool } from 'undici'
-import { freePort } from './free-port'
-import { describeMachine } from './machine'
-import { type RunningProcess, startProcess } from './start-process'
+import { createAtomicWriter } from '../src/demo/kubelet'
+import {
+  type BenchArgs,
+  cliPath,
+  describeMachine,
+  freePort,
+  machineLine,
+  type RunningProcess,
+  runWhenMain,
+  type Suite,
+  serverScript,
+  startProcess,
+} from './_util'
 
-interface AtomicWriter {
-  write(files: Readonly<Record<string, string>>): Promise<void>
-}
-// The kubelet's atomic writer as built by `npm run build` (bench/ compiles apart from src/).
-const { createAtomicWriter } = require(join(__dirname, '..', 'dist', 'demo', 'kubelet.js')) as {
-  createAtomicWriter(dir: string): AtomicWriter
-}
-
-const cli = join(__dirname, '..', 'dist', 'cli.js')
-const upstreamScript = join(__dirname, 'upstream.js')
 /** Injected downtime of the upstream, in milliseconds. */
 const restartDowntimeMs = 2000
 /** After the upstream is back, pooled connections to the old one may still fail once: counted in the window. */
@@ -87,22 +86,16 @@ function sample(pid: number, ports: { proxy: number; upstream: number }): Proces
   return result
 }
 
-function parseFlags(): { durationSec: number; rate: number; rotateSec: number } {
-  const { values } = parseArgs({
-    options: { duration: { type: 'string' }, rate: { type: 'string' }, rotate: { type: 'string' } },
-  })
-  const positive = (name: string, raw: string | undefined, fallback: number) => {
-    const value = raw === undefined ? fallback : Number(raw)
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`"--${name}" must be a positive number, got ${JSON.stringify(raw)}`)
-    return value
-  }
-  const durationSec = positive('duration', values.duration, 180)
-  if (durationSec < 20) throw new Error('"--duration" must be at least 20 seconds: the restart happens mid-run, after a warm-up')
-  return { durationSec, rate: positive('rate', values.rate, 300), rotateSec: positive('rotate', values.rotate, 10) }
+export const soakSuite: Suite = {
+  summary: 'minutes of load through the sidecar with kubelet rotations and an upstream restart: failures, RSS, sockets',
+  defaults: { duration: 180, rate: 300, rotate: 10 },
+  run: soak,
 }
 
-async function main(): Promise<number> {
-  const flags = parseFlags()
+async function soak(args: BenchArgs): Promise<boolean> {
+  if (args.duration < 20) throw new Error('"--duration" must be at least 20 seconds: the restart happens mid-run, after a warm-up')
+  if (args.rate === 0) throw new Error('"--rate" must be at least 1 request per second')
+  const flags = { durationSec: args.duration, rate: args.rate, rotateSec: args.rotate }
   const dir = mkdtempSync(join(tmpdir(), 'bearer-soak-'))
   const children = new Set<RunningProcess>()
   const stopAll = () => Promise.all([...children].map((child) => child.stop()))
@@ -131,7 +124,7 @@ async function main(): Promise<number> {
     const startUpstream = async () => {
       const upstream = await startProcess({
         command: process.execPath,
-        args: [upstreamScript],
+        args: [serverScript('upstream')],
         env: { PORT: String(upstreamPort) },
         readyUrl: `http://127.0.0.1:${upstreamPort}/`,
         logFile: join(dir, 'upstream.log'),
@@ -142,7 +135,7 @@ async function main(): Promise<number> {
     let upstream = await startUpstream()
     const sidecar = await startProcess({
       command: process.execPath,
-      args: [cli, 'egress'],
+      args: [cliPath, 'egress'],
       env: {
         TARGET_URL: `http://127.0.0.1:${upstreamPort}`,
         TOKEN_FILE: join(dir, 'tokens', 'token'),
@@ -248,7 +241,8 @@ async function main(): Promise<number> {
     const machine = describeMachine()
     const window = restartWindow ? `${Math.round(restartWindow.to - restartWindow.from)} ms` : 'none'
     const lines = [
-      `soak: ${flags.durationSec} s at ${flags.rate} req/s through node dist/cli.js egress (${machine.node}, ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel})`,
+      `soak: ${flags.durationSec} s at ${flags.rate} req/s through node dist/cli.js egress`,
+      machineLine(machine),
       `token rotations: ${rotations} (every ${flags.rotateSec} s, kubelet atomic writer); upstream restart at ${Math.round(restartAt / 1000)} s, down ${restartDowntimeMs} ms (window counted: ${window})`,
       '',
       '| figure | value |',
@@ -263,7 +257,7 @@ async function main(): Promise<number> {
       `| sidecar sockets after the load stopped | ${describeSockets(idle)} |`,
     ]
     console.log(lines.join('\n'))
-    return outside === 0 ? 0 : 1
+    return outside === 0
   } finally {
     await stopAll()
     process.off('SIGINT', onSignal)
@@ -291,10 +285,4 @@ function mib(kib: number | undefined): string {
   return kib === undefined ? '-' : (kib / 1024).toFixed(1)
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    console.error(error instanceof Error ? error.message : error)
-    process.exit(2)
-  },
-)
+runWhenMain(module, soakSuite)

@@ -1,18 +1,102 @@
+/**
+ * Suite `token-path`: google mode through the egress. A local metadata server holds every identity
+ * answer 200 ms; after ready, 10,000 requests with hour-long tokens, then 10,000 with 30 s tokens (one
+ * background refresh inside the run): how many fetches, and whether any request waited on one. Flags: --json.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Pool } from 'undici'
-import { startLocalIssuer } from '../dist/demo/issuer'
-import { startMetadataServer } from '../dist/demo/metadata-server'
-import { freePort } from './free-port'
-import { httpGet } from './http-get'
-import { type RunningProcess, startProcess } from './start-process'
+import { startLocalIssuer } from '../src/demo/issuer'
+import { startMetadataServer } from '../src/demo/metadata-server'
+import {
+  cliPath,
+  describeMachine,
+  fixed,
+  formatTable,
+  freePort,
+  httpGet,
+  machineLine,
+  type RunningProcess,
+  runWhenMain,
+  type Suite,
+  serverScript,
+  startProcess,
+} from './_util'
 
-export interface TokenPathOptions {
+/** How long the metadata server holds each identity answer. */
+const metadataDelayMs = 200
+
+export const tokenPathSuite: Suite = {
+  summary: 'google mode: metadata fetches per 10,000 requests, and no request waiting on a fetch once warm',
+  async run(args) {
+    const tempDir = mkdtempSync(join(tmpdir(), 'bearer-bench-token-path-'))
+    let rows: TokenPathRow[]
+    try {
+      rows = await runTokenPath({ slowMs: metadataDelayMs, tempDir })
+    } finally {
+      rmSync(tempDir, { recursive: true, force: true })
+    }
+    const machine = describeMachine()
+    if (args.json) {
+      process.stdout.write(
+        `${JSON.stringify({ title: 'bearer-sidecar token path', machine, settings: { metadataDelayMs }, rows }, null, 2)}\n`,
+      )
+      return
+    }
+    const lines = [
+      `bearer-sidecar token path, google mode: node dist/cli.js egress, CLIENT_MODE=google, GCE_METADATA_HOST=<local metadata server holding every identity answer ${metadataDelayMs} ms>; open-loop GETs over 16 undici connections after ready`,
+      machineLine(machine),
+      '',
+      formatTable([
+        [
+          'scenario',
+          'requests',
+          'req/s',
+          'fetches start',
+          'fetches load',
+          'per 10k',
+          'refreshes due',
+          'p50 ms',
+          'p99 ms',
+          'max ms',
+          'max in fetch ms',
+          `>=${metadataDelayMs} ms`,
+          'token changed',
+          'errors',
+        ],
+        ...rows.map((r) => [
+          r.scenario,
+          String(r.requests),
+          String(r.rate),
+          String(r.fetchesAtStart),
+          String(r.fetchesDuringLoad),
+          fixed(r.fetchesPer10k, 1),
+          String(r.refreshesDue),
+          fixed(r.p50Ms, 2),
+          fixed(r.p99Ms, 2),
+          fixed(r.maxMs, 1),
+          fixed(r.maxDuringFetchMs, 1),
+          String(r.atLeastSlowMs),
+          r.tokenChanged ? 'yes' : 'no',
+          String(r.errors),
+        ]),
+      ]),
+      '',
+      'fetches start: identity requests from spawn to ready (the first token); fetches load: during the requests (background refreshes, due at exp - min(5 min, lifetime/2));',
+      `max in fetch: the slowest request in flight while the metadata server was holding a refresh; >=${metadataDelayMs} ms: requests as slow as the metadata server`,
+    ]
+    process.stdout.write(`${lines.join('\n')}\n`)
+  },
+}
+
+interface TokenPathOptions {
   /** Milliseconds the metadata server holds every identity answer. */
   slowMs: number
   tempDir: string
 }
 
-export interface TokenPathRow {
+interface TokenPathRow {
   scenario: string
   /** Seconds from `iat` to `exp` of the tokens the metadata server mints. */
   tokenLifetimeSec: number
@@ -48,7 +132,7 @@ const audience = 'https://bench.example'
  * fetches and times every request, to show that none waits on a fetch once warm, including
  * across a background refresh (the short-lived scenario).
  */
-export async function runTokenPath(options: TokenPathOptions): Promise<TokenPathRow[]> {
+async function runTokenPath(options: TokenPathOptions): Promise<TokenPathRow[]> {
   const issuer = await startLocalIssuer()
   let lifetimeSec = 3600
   /** [start, end] of each identity answer held by the metadata server, ms on performance.now()'s clock. */
@@ -68,7 +152,7 @@ export async function runTokenPath(options: TokenPathOptions): Promise<TokenPath
   try {
     upstream = await startProcess({
       command: process.execPath,
-      args: [join(__dirname, 'upstream.js')],
+      args: [serverScript('upstream')],
       env: { PORT: String(upstreamPort) },
       readyUrl: `${upstreamUrl}/`,
       logFile: join(options.tempDir, 'token-path-upstream.log'),
@@ -85,7 +169,7 @@ export async function runTokenPath(options: TokenPathOptions): Promise<TokenPath
       process.stderr.write(`token path: ${scenario.scenario}, ${scenario.requests} requests at ${scenario.rate}/s ... `)
       const egress = await startProcess({
         command: process.execPath,
-        args: [join(__dirname, '..', 'dist', 'cli.js'), 'egress'],
+        args: [cliPath, 'egress'],
         env: {
           CLIENT_MODE: 'google',
           GCE_METADATA_HOST: metadata.host,
@@ -169,3 +253,5 @@ async function openLoop(url: string, count: number, rate: number): Promise<{ sta
   await pool.close()
   return done
 }
+
+runWhenMain(module, tokenPathSuite)

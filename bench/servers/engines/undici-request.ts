@@ -5,8 +5,7 @@
  */
 import { createServer, type IncomingMessage } from 'node:http'
 import { type Dispatcher, Pool } from 'undici'
-import { engineEnv } from './env'
-import { forwardHeaders } from './headers'
+import { engineEnv, forwardHeaders } from './common'
 
 const pool = new Pool(engineEnv.upstreamUrl.origin, { connections: 128, keepAliveTimeout: 60_000 })
 

@@ -1,8 +1,7 @@
 /** Engine (a2): Node http server + undici Pool, `pool.stream()` writing the upstream body straight into the response. */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { type Dispatcher, Pool } from 'undici'
-import { engineEnv } from './env'
-import { forwardHeaders } from './headers'
+import { engineEnv, forwardHeaders } from './common'
 
 const pool = new Pool(engineEnv.upstreamUrl.origin, { connections: 128, keepAliveTimeout: 60_000 })
 

@@ -1,14 +1,84 @@
+/**
+ * Suite `auth-server`: `node dist/cli.js auth-server` over HTTP (with its cache and without), beside the
+ * same server with verification stubbed out and a bare node:http server answering the same JSON.
+ * Flags: --rounds N (5) --duration S (3) --warmup S (1) --connections C (50) --rate R (2000) --json.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startLocalIssuer } from '../dist/demo/issuer'
-import { runFixedRate } from './fixed-rate'
-import { freePort } from './free-port'
-import { httpGet } from './http-get'
-import { median } from './median'
-import { procStats } from './proc-stats'
-import { type RunningProcess, startProcess } from './start-process'
-import { runWrk } from './wrk'
+import { startLocalIssuer } from '../src/demo/issuer'
+import {
+  cliPath,
+  describeMachine,
+  fixed,
+  formatTable,
+  freePort,
+  httpGet,
+  machineLine,
+  median,
+  procStats,
+  type RunningProcess,
+  runFixedRate,
+  runWhenMain,
+  runWrk,
+  type Suite,
+  serverScript,
+  startProcess,
+} from './_util'
 
-export interface AuthHttpOptions {
+export const authServerSuite: Suite = {
+  summary: 'auth-server over HTTP against itself with verification stubbed out: what verifying costs a request',
+  defaults: { rounds: 5, duration: 3, rate: 2000 },
+  async run(args) {
+    const tempDir = mkdtempSync(join(tmpdir(), 'bearer-bench-auth-'))
+    let http: Awaited<ReturnType<typeof runAuthHttp>>
+    try {
+      http = await runAuthHttp({
+        rounds: args.rounds,
+        rate: args.rate,
+        seconds: args.duration,
+        warmupSeconds: args.warmup,
+        connections: args.connections,
+        tempDir,
+      })
+    } finally {
+      rmSync(tempDir, { recursive: true, force: true })
+    }
+    const machine = describeMachine()
+    if (args.json) {
+      const settings = { rounds: args.rounds, duration: args.duration, warmup: args.warmup, connections: args.connections, rate: args.rate }
+      process.stdout.write(`${JSON.stringify({ title: 'bearer-sidecar auth-server', machine, settings, ...http }, null, 2)}\n`)
+      return
+    }
+    const lines = [
+      `bearer-sidecar auth-server over HTTP: medians of ${args.rounds} alternated rounds`,
+      machineLine(machine),
+      `wrk -t1 -c${args.connections} -d${args.duration}s --latency -H "Authorization: Bearer <RS256 token>" after ${args.warmup} s warmup, each server started afresh per round`,
+      '',
+      formatTable([
+        ['server', 'req/s', 'x no-verify', 'p50 ms', 'p99 ms', 'CPU-ms/1k max', 'CPU-ms/1k rate', 'verify share', 'errors'],
+        ...http.rows.map((r) => [
+          r.target,
+          fixed(r.requestsPerSecond, 0),
+          fixed(r.vsNoVerify, 2),
+          fixed(r.p50Us / 1000, 2),
+          fixed(r.p99Us / 1000, 2),
+          fixed(r.cpuMsPer1k, 1),
+          fixed(r.cpuMsPer1kRate, 1),
+          r.verifyShare === undefined ? '-' : `${(r.verifyShare * 100).toFixed(0)}%`,
+          String(r.errors),
+        ]),
+      ]),
+      '',
+      ...Object.entries(http.descriptions).map(([name, description]) => `${name}: ${description}`),
+      'x no-verify: the median over rounds of each round’s ratio to the stub row',
+      `CPU-ms/1k: server process CPU per 1000 requests, under wrk (max) and at ${args.rate} req/s over 16 undici connections (rate: equal load for every row); verify share: (rate CPU - stub's) / rate CPU`,
+    ]
+    process.stdout.write(`${lines.join('\n')}\n`)
+  },
+}
+
+interface AuthHttpOptions {
   rounds: number
   /** Requests per second of the fixed-rate run that measures CPU per request at equal load; 0 skips it. */
   rate: number
@@ -18,7 +88,7 @@ export interface AuthHttpOptions {
   tempDir: string
 }
 
-export interface AuthHttpSample {
+interface AuthHttpSample {
   target: string
   round: number
   requestsPerSecond: number
@@ -31,7 +101,7 @@ export interface AuthHttpSample {
   errors: number
 }
 
-export interface AuthHttpRow {
+interface AuthHttpRow {
   target: string
   rounds: number
   requestsPerSecond: number
@@ -54,16 +124,15 @@ interface HttpTarget {
   start(port: number): Promise<RunningProcess>
 }
 
-const cli = join(__dirname, '..', 'dist', 'cli.js')
 const audience = 'https://bench.example'
-export const noVerifyName = 'no verification (stub)'
+const noVerifyName = 'no verification (stub)'
 
 /**
  * `node dist/cli.js auth-server` under wrk with a valid token, beside the same server with its
  * verifier stubbed out (and a bare node:http server answering the same JSON): each target in its
  * own process, started afresh each round, rounds alternating the targets; medians.
  */
-export async function runAuthHttp(
+async function runAuthHttp(
   options: AuthHttpOptions,
 ): Promise<{ rows: AuthHttpRow[]; samples: AuthHttpSample[]; descriptions: Record<string, string> }> {
   const issuer = await startLocalIssuer()
@@ -84,7 +153,7 @@ export async function runAuthHttp(
         const adminPort = await freePort()
         return startProcess({
           command: process.execPath,
-          args: [cli, 'auth-server'],
+          args: [cliPath, 'auth-server'],
           env: { ID_ISSUER: issuer.issuer, JWT_AUDIENCE: audience, PORT: String(port), ADMIN_ADDR: `127.0.0.1:${adminPort}`, ...env },
           readyUrl: `http://127.0.0.1:${adminPort}/readyz`,
           logFile: log(name, port),
@@ -98,7 +167,7 @@ export async function runAuthHttp(
       start: (port) =>
         startProcess({
           command: process.execPath,
-          args: [join(__dirname, 'auth-stub.js')],
+          args: [serverScript('auth-stub')],
           env: { PORT: String(port), BENCH_TOKEN: token, JWT_AUDIENCE: audience, MODE: mode },
           readyUrl: `http://127.0.0.1:${port}/`,
           logFile: log(name, port),
@@ -138,8 +207,9 @@ export async function runAuthHttp(
           const wrk = await runWrk({ ...wrkOptions, seconds: options.seconds })
           const cpu1 = procStats(running.pid).cpuMs
           const cpuMsPer1k = ((cpu1 - cpu0) * 1000) / wrk.requests
-          const fixed = options.rate > 0 ? await runFixedRate({ url, rate: options.rate, seconds: options.seconds, headers }) : undefined
-          const cpuMsPer1kRate = fixed === undefined ? undefined : ((procStats(running.pid).cpuMs - cpu1) * 1000) / fixed.sent
+          const fixedRate =
+            options.rate > 0 ? await runFixedRate({ url, rate: options.rate, seconds: options.seconds, headers }) : undefined
+          const cpuMsPer1kRate = fixedRate === undefined ? undefined : ((procStats(running.pid).cpuMs - cpu1) * 1000) / fixedRate.sent
           samples.push({
             target: target.name,
             round,
@@ -148,7 +218,7 @@ export async function runAuthHttp(
             p99Us: wrk.p99Us,
             cpuMsPer1k,
             cpuMsPer1kRate,
-            errors: wrk.errors + (fixed?.errors ?? 0),
+            errors: wrk.errors + (fixedRate?.errors ?? 0),
           })
           process.stderr.write(`${Math.round(wrk.requestsPerSecond)} req/s\n`)
         } finally {
@@ -190,3 +260,5 @@ export async function runAuthHttp(
     await issuer.close()
   }
 }
+
+runWhenMain(module, authServerSuite)

@@ -1,5 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http'
 
+/** The settings every engine reads: PORT to listen on (loopback), UPSTREAM_URL to forward to, TOKEN to add. */
+export const engineEnv = {
+  port: Number(process.env.PORT),
+  upstreamUrl: new URL(process.env.UPSTREAM_URL ?? 'http://127.0.0.1:8080'),
+  authorization: `Bearer ${process.env.TOKEN ?? 'bench'}`,
+}
+
 // Hop-by-hop headers (RFC 9110 7.6.1) plus the ones each engine sets itself.
 const hopByHop = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host'])
 

@@ -10,10 +10,10 @@
  */
 import { createServer } from 'node:http'
 import { decodeJwt } from 'jose'
-import { createLogger } from '../dist/log'
-import { answerWithIdentity, createAuthServer } from '../dist/verify/auth-server'
-import { toIdentity } from '../dist/verify/identity'
-import type { Verifier } from '../dist/verify/verifier'
+import { createLogger } from '../../src/log'
+import { answerWithIdentity, createAuthServer } from '../../src/verify/auth-server'
+import { toIdentity } from '../../src/verify/identity'
+import type { Verifier } from '../../src/verify/verifier'
 
 const identity = toIdentity(decodeJwt(process.env.BENCH_TOKEN ?? ''))
 const stub: Verifier = {

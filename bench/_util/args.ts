@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 
 export interface BenchArgs {
-  /** Whole seconds of each measured run (wrk, and the fixed-rate run). Default 5. */
+  /** Whole seconds of each measured run (wrk, the fixed-rate run; soak: the whole run). Default 5. */
   duration: number
   /** Seconds of unmeasured warmup load per start. Default 1. */
   warmup: number
@@ -11,23 +11,26 @@ export interface BenchArgs {
   connections: number
   /** Fixed rate, requests per second; 0 skips the fixed-rate run. Default 1000. */
   rate: number
-  /** Milliseconds of each measured slice of the in-process verifier bench. Default 1000. */
+  /** Milliseconds of each measured slice of the in-process verifier suite. Default 1000. */
   sliceMs: number
+  /** Seconds between kubelet token rotations in the soak suite. Default 10. */
+  rotate: number
   /** Only these targets (comma-separated names; `direct` is always kept for the ratios). */
   only?: string[]
   /** Print JSON (machine, settings, rows, samples) instead of the table. */
   json: boolean
-  /** Positional words, e.g. `engines`. */
+  /** Positional words: suite names for `bench/index.ts`. */
   positionals: string[]
 }
 
-const defaults = { duration: 5, warmup: 1, rounds: 3, connections: 50, rate: 1000, 'slice-ms': 1000 }
+export const argDefaults = { duration: 5, warmup: 1, rounds: 3, connections: 50, rate: 1000, 'slice-ms': 1000, rotate: 10 }
+export type ArgDefaults = Partial<typeof argDefaults>
 
 /**
  * Parses and validates the bench's flags, naming the flag that is wrong. `overrides` replaces some
- * defaults for an entry whose runs are shaped differently (the verifier bench's 1 s slices).
+ * defaults for a suite whose runs are shaped differently (the verifier's 1 s slices, the soak's minutes).
  */
-export function parseBenchArgs(argv: string[], overrides: Partial<typeof defaults> = {}): BenchArgs {
+export function parseBenchArgs(argv: string[], overrides: ArgDefaults = {}): BenchArgs {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -38,14 +41,15 @@ export function parseBenchArgs(argv: string[], overrides: Partial<typeof default
       connections: { type: 'string' },
       rate: { type: 'string' },
       'slice-ms': { type: 'string' },
+      rotate: { type: 'string' },
       only: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
   // Whole numbers only: wrk takes whole seconds.
-  const integer = (name: keyof typeof defaults, min: number) => {
+  const integer = (name: keyof typeof argDefaults, min: number) => {
     const raw = values[name]
-    const value = raw === undefined ? (overrides[name] ?? defaults[name]) : Number(raw)
+    const value = raw === undefined ? (overrides[name] ?? argDefaults[name]) : Number(raw)
     if (!Number.isInteger(value) || value < min) throw new Error(`"--${name}" must be a whole number >= ${min}, got ${JSON.stringify(raw)}`)
     return value
   }
@@ -56,6 +60,7 @@ export function parseBenchArgs(argv: string[], overrides: Partial<typeof default
     connections: integer('connections', 1),
     rate: integer('rate', 0),
     sliceMs: integer('slice-ms', 10),
+    rotate: integer('rotate', 1),
     only: values.only?.split(',').map((name) => name.trim()),
     json: values.json ?? false,
     positionals,

@@ -1,9 +1,45 @@
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { freePort } from './free-port'
-import { startProcess } from './start-process'
-import type { Target } from './target'
+import { freePort, type RunningProcess, startProcess } from '../_util'
+
+/** What every target shares in one bench run. */
+export interface BenchContext {
+  /** The upstream's origin, e.g. http://127.0.0.1:40123. */
+  upstreamUrl: string
+  /** The bearer token the proxies add, and the file it is in (the sidecar reads the file). */
+  token: string
+  tokenFile: string
+  /** Scratch directory for configs and child logs. */
+  tempDir: string
+}
+
+/** A started target: where to send load and how (origin form, or proxy form to `absoluteUrl`). */
+export interface StartedTarget {
+  url: string
+  absoluteUrl?: string
+  /** The proxy process to measure; none for the direct row. */
+  process?: RunningProcess
+}
+
+/** One row of the table: how to start it, or why it is skipped on this machine. */
+export interface Target {
+  name: string
+  /** One line on what it is, printed under the table. */
+  description: string
+  /** When set, the row is skipped and this note printed instead. */
+  skip?: string
+  start(context: BenchContext): Promise<StartedTarget>
+}
+
+/** The limit: load straight to the upstream, no proxy and no token. */
+export const directTarget: Target = {
+  name: 'direct',
+  description: 'load generator straight to the upstream (the limit; no token)',
+  async start(context) {
+    return { url: `${context.upstreamUrl}/` }
+  },
+}
 
 /**
  * nginx doing the sidecar's job: add `Authorization: Bearer <token>`, HTTP/1.1 with keep-alive to the

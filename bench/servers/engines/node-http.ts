@@ -1,7 +1,6 @@
 /** Engine (b): Node http server + `node:http.request` with a keep-alive Agent, `.pipe()` both ways (not `pipeline()`: see undici-request.ts). */
 import { Agent, createServer, request } from 'node:http'
-import { engineEnv } from './env'
-import { forwardHeaders } from './headers'
+import { engineEnv, forwardHeaders } from './common'
 
 const agent = new Agent({ keepAlive: true, maxSockets: 128, maxFreeSockets: 128 })
 

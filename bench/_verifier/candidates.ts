@@ -1,12 +1,11 @@
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto'
-import type { Request, Response } from 'express'
-import { expressjwt } from 'express-jwt'
-import { decodeJwt, importJWK, type JWK, jwtVerify } from 'jose'
-import { expressJwtSecret } from 'jwks-rsa'
-import { startLocalIssuer } from '../dist/demo/issuer'
-import { createLogger } from '../dist/log'
-import { createVerifier } from '../dist/verify/verifier'
-import { startEs256Issuer } from './es256-issuer'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { type CryptoKey, decodeJwt, exportJWK, generateKeyPair, importJWK, type JWK, type JWTPayload, jwtVerify, SignJWT } from 'jose'
+import { startLocalIssuer } from '../../src/demo/issuer'
+import { createLogger } from '../../src/log'
+import { createVerifier } from '../../src/verify/verifier'
+import { benchDependency } from '../_util'
 
 export type Algorithm = 'RS256' | 'ES256'
 
@@ -35,6 +34,25 @@ export interface VerifyCandidatesOptions {
 }
 
 const audience = 'https://bench.example'
+
+/** The parts of express-jwt and jwks-rsa the bench uses (packages of bench/package.json, loaded at run time). */
+interface ExpressJwt {
+  expressjwt(options: {
+    secret: unknown
+    algorithms: string[]
+    audience: string
+    issuer: string
+  }): (req: { method: string; headers: Record<string, string>; auth?: unknown }, res: object, next: (error?: unknown) => void) => unknown
+}
+interface JwksRsa {
+  expressJwtSecret(options: { jwksUri: string; cache: boolean; rateLimit: boolean }): unknown
+}
+const expressJwt = benchDependency<ExpressJwt>('express-jwt')
+const jwksRsa = benchDependency<JwksRsa>('jwks-rsa')
+
+/** Why a row is missing, or undefined when every row runs. */
+export const missingCandidates =
+  expressJwt === undefined || jwksRsa === undefined ? 'express-jwt + jwks-rsa: skipped, not installed (npm ci --prefix bench)' : undefined
 const requiredClaims = ['exp', 'iat', 'iss', 'sub', 'aud']
 
 const descriptions = {
@@ -50,7 +68,7 @@ const descriptions = {
 
 /**
  * The verifiers the bench compares, each over the same RS256 (local issuer from src/demo) and
- * ES256 (es256-issuer.ts) tokens: one repeated token and a pool of distinct ones. Every remote key
+ * ES256 (`startEs256Issuer` below) tokens: one repeated token and a pool of distinct ones. Every remote key
  * set is fetched before measuring, so no row waits on a fetch.
  */
 export async function prepareVerifyCandidates(options: VerifyCandidatesOptions): Promise<VerifyCandidates> {
@@ -129,24 +147,26 @@ export async function prepareVerifyCandidates(options: VerifyCandidatesOptions):
         verifyOne: (token) => uncached.verify(`Bearer ${token}`),
       })
 
-      const middleware = expressjwt({
-        secret: expressJwtSecret({ jwksUri, cache: true, rateLimit: false }) as never,
-        algorithms: [alg],
-        audience,
-        issuer,
-      })
-      const viaExpressJwt = (authorization: string) =>
-        new Promise<unknown>((resolve, reject) => {
-          const req = { method: 'GET', headers: { authorization } } as unknown as Request & { auth?: unknown }
-          void middleware(req, {} as Response, (error?: unknown) => (error ? reject(error) : resolve(req.auth)))
+      if (expressJwt !== undefined && jwksRsa !== undefined) {
+        const middleware = expressJwt.expressjwt({
+          secret: jwksRsa.expressJwtSecret({ jwksUri, cache: true, rateLimit: false }),
+          algorithms: [alg],
+          audience,
+          issuer,
         })
-      const nextExpress = cycle(bearer)
-      candidates.push({
-        name: 'express-jwt + jwks-rsa',
-        alg,
-        next: () => viaExpressJwt(nextExpress()),
-        verifyOne: (token) => viaExpressJwt(`Bearer ${token}`),
-      })
+        const viaExpressJwt = (authorization: string) =>
+          new Promise<unknown>((resolve, reject) => {
+            const req: { method: string; headers: Record<string, string>; auth?: unknown } = { method: 'GET', headers: { authorization } }
+            void middleware(req, {}, (error?: unknown) => (error ? reject(error) : resolve(req.auth)))
+          })
+        const nextExpress = cycle(bearer)
+        candidates.push({
+          name: 'express-jwt + jwks-rsa',
+          alg,
+          next: () => viaExpressJwt(nextExpress()),
+          verifyOne: (token) => viaExpressJwt(`Bearer ${token}`),
+        })
+      }
 
       const cryptoKey = await importJWK(jwk, alg)
       const joseOptions = { audience, issuer, algorithms: [alg], requiredClaims }
@@ -192,4 +212,65 @@ async function mintMany(count: number, mint: (i: number) => Promise<string>): Pr
     tokens.push(...(await Promise.all(Array.from({ length: Math.min(50, count - i) }, (_, j) => mint(i + j)))))
   }
   return tokens
+}
+
+export interface Es256Issuer {
+  /** Its URL, which is also the `iss` of its tokens. */
+  readonly url: string
+  readonly kid: string
+  /** The public key as published. */
+  readonly jwk: JWK
+  /** Key set requests answered. */
+  readonly keyFetches: number
+  /** Signs these claims with `iss` set to this issuer. */
+  mint(claims: JWTPayload): Promise<string>
+  close(): Promise<void>
+}
+
+/**
+ * An ES256 issuer on loopback: discovery and a key set with one P-256 key, the shape
+ * `startLocalIssuer` serves (which signs RS256 only), so the verifier bench can run ES256 tokens
+ * through the same remote-key path.
+ */
+export async function startEs256Issuer(): Promise<Es256Issuer> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
+  const kid = 'bench-es256'
+  const jwk: JWK = { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }
+  let keyFetches = 0
+  let url = ''
+  const server = createServer((req, res) => {
+    if (req.url === '/.well-known/openid-configuration') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(
+        JSON.stringify({
+          issuer: url,
+          jwks_uri: `${url}/openid/v1/jwks`,
+          response_types_supported: ['id_token'],
+          subject_types_supported: ['public'],
+          id_token_signing_alg_values_supported: ['ES256'],
+        }),
+      )
+    } else if (req.url === '/openid/v1/jwks') {
+      keyFetches++
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json' }).end(JSON.stringify({ keys: [jwk] }))
+    } else {
+      res.writeHead(404).end()
+    }
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const key: CryptoKey = privateKey
+  return {
+    url,
+    kid,
+    jwk,
+    get keyFetches() {
+      return keyFetches
+    },
+    mint: (claims) => new SignJWT({ ...claims, iss: url }).setProtectedHeader({ alg: 'ES256', kid }).sign(key),
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeAllConnections()
+      await closed
+    },
+  }
 }
