@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { cpus, release, totalmem } from 'node:os'
+import { cpus, loadavg, release, totalmem } from 'node:os'
 
 export interface Machine {
   cpu: string
@@ -7,6 +7,8 @@ export interface Machine {
   memoryGiB: number
   kernel: string
   node: string
+  /** The 1-minute load average when the figures were taken: other work on the machine skews them. */
+  loadAverage: number
   wrk?: string
   nginx?: string
 }
@@ -19,6 +21,7 @@ export function describeMachine(): Machine {
     memoryGiB: Math.round(totalmem() / 2 ** 30),
     kernel: release(),
     node: process.version,
+    loadAverage: Math.round(loadavg()[0] * 10) / 10,
     wrk: firstLine('wrk', ['-v'])?.replace(/ Copyright.*/, ''),
     nginx: firstLine('nginx', ['-v'])?.replace('nginx version: ', ''),
   }
@@ -27,7 +30,7 @@ export function describeMachine(): Machine {
 /** One line naming the machine and the software versions, for every suite's header. */
 export function machineLine(machine: Machine): string {
   const tools = [machine.wrk ?? 'wrk missing', machine.nginx].filter((t) => t !== undefined)
-  return `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}; Node ${machine.node}, ${tools.join(', ')}`
+  return `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Linux ${machine.kernel}, load average ${machine.loadAverage}; Node ${machine.node}, ${tools.join(', ')}`
 }
 
 function firstLine(command: string, args: string[]): string | undefined {

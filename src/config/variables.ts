@@ -194,7 +194,7 @@ export const variables = {
     name: 'GOOGLE_APPLICATION_CREDENTIALS',
     parse: text,
     otherwise: 'the metadata server',
-    doc: 'google mode: a credential file to take ID tokens from instead of the metadata server: `external_account` (workload identity federation with service-account impersonation), `service_account` key, or `impersonated_service_account`; read and checked at start, ignored in kubernetes mode ([docs/google-credentials.md](docs/google-credentials.md))',
+    doc: 'google mode: a credential file to take ID tokens from instead of the metadata server: `external_account` (workload identity federation with service-account impersonation), `service_account` key, or `impersonated_service_account`; read and checked at start, ignored in kubernetes mode (`docs/google-credentials.md`)',
     commands: egress,
   }),
   gceMetadataHost: variable({
