@@ -6,7 +6,6 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Pool } from 'undici'
 import { startLocalIssuer } from '../src/demo/issuer'
 import { startMetadataServer } from '../src/demo/metadata-server'
 import {
@@ -20,6 +19,7 @@ import {
   type RunningProcess,
   runWhenMain,
   type Suite,
+  sendAtRate,
   serverScript,
   startProcess,
 } from './_util'
@@ -188,7 +188,7 @@ async function runTokenPath(options: TokenPathOptions): Promise<TokenPathRow[]> 
         const firstToken = await seen()
         if (!firstToken.startsWith('Bearer ')) throw new Error(`egress sent no token: ${JSON.stringify(firstToken.slice(0, 80))}`)
         const fetchesAtStart = metadata.fetches(audience) - before
-        const load = await openLoop(url, scenario.requests, scenario.rate)
+        const load = await sendAtRate({ url, count: scenario.requests, rate: scenario.rate })
         const fetchesDuringLoad = metadata.fetches(audience) - before - fetchesAtStart
         const lastToken = await seen()
         const sorted = load.map((r) => r.ms).sort((a, b) => a - b)
@@ -221,37 +221,6 @@ async function runTokenPath(options: TokenPathOptions): Promise<TokenPathRow[]> 
     await metadata.close()
     await issuer.close()
   }
-}
-
-/** `count` GETs at `rate` per second over 16 keep-alive connections, sent on schedule whatever the answers: each one's start and latency. */
-async function openLoop(url: string, count: number, rate: number): Promise<{ start: number; ms: number; ok: boolean }[]> {
-  const { origin, pathname } = new URL(url)
-  const pool = new Pool(origin, { connections: 16, pipelining: 1 })
-  const results: Promise<{ start: number; ms: number; ok: boolean }>[] = []
-  const one = async () => {
-    const start = performance.now()
-    try {
-      const { statusCode, body } = await pool.request({ path: pathname, method: 'GET' })
-      await body.dump()
-      return { start, ms: performance.now() - start, ok: statusCode === 200 }
-    } catch {
-      return { start, ms: performance.now() - start, ok: false }
-    }
-  }
-  const started = performance.now()
-  await new Promise<void>((resolve) => {
-    const timer = setInterval(() => {
-      const due = Math.min(count, Math.floor(((performance.now() - started) / 1000) * rate))
-      while (results.length < due) results.push(one())
-      if (results.length >= count) {
-        clearInterval(timer)
-        resolve()
-      }
-    }, 1)
-  })
-  const done = await Promise.all(results)
-  await pool.close()
-  return done
 }
 
 runWhenMain(module, tokenPathSuite)
