@@ -112,3 +112,9 @@ export class InjectionRefusedError extends SidecarError {
     super(`${annotation}: ${reason}`)
   }
 }
+
+/** A fault in the sidecar itself (a bug): logged with its cause, answered 500, never disguised as an upstream failure. */
+export class InternalError extends SidecarError {
+  readonly code = 'ERR_INTERNAL' as const
+  readonly statusCode = 500
+}

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { type Address, showAddress } from './config'
+import { type Address, fixedTimeouts, showAddress } from './config'
 import { ListenError } from './errors'
 
 /** A running command: the CLI calls `close()` on SIGTERM; `finished`, when present, ends the process with its exit code. */
@@ -56,3 +56,17 @@ export async function closeGracefully(server: Server, timeoutMs: number): Promis
     clearTimeout(timer)
   }
 }
+
+/**
+ * Every listener's timeouts (egress, ingress, auth-server, admin), set here once. Headers must
+ * arrive within `fixedTimeouts.clientHeadersMs` (408); a body streams as long as it needs (uploads, server-sent events and
+ * gRPC streams have no total bound); an idle keep-alive connection is closed after 10 s, longer than
+ * the usual client pools (undici 4 s, grpc-js and Go reuse or redial), so a client rarely reuses a
+ * connection the server is closing; timeouts are checked every second.
+ */
+export const serverTimeouts = {
+  headersTimeout: fixedTimeouts.clientHeadersMs,
+  requestTimeout: 0,
+  keepAliveTimeout: 10_000,
+  connectionsCheckingInterval: 1_000,
+} as const

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http'
+import { serverTimeouts } from '../lifecycle'
 import type { Metrics } from '../metrics'
 import type { AdminStatus } from './status'
 import { statusPage } from './status-page'
@@ -22,7 +23,7 @@ export interface AdminServerOptions {
  * `/status` (JSON of what the process holds, with its readiness) and `/` (a page rendering it).
  */
 export function createAdminServer(options: AdminServerOptions): Server {
-  return createServer(async (req, res) => {
+  return createServer(serverTimeouts, async (req, res) => {
     const path = (req.url ?? '/').split('?')[0]
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { 'content-type': 'text/plain; charset=utf-8', allow: 'GET, HEAD' }).end('method not allowed\n')

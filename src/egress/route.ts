@@ -1,7 +1,7 @@
-import type { IncomingMessage } from 'node:http'
 import type { EgressConfig, RouteConfig } from '../config'
 import { normalizeHost, splitRouteHost, type UpstreamTemplate, upstreamTemplate } from '../config/routes'
 import { BadRequestError } from '../errors'
+import type { ProxyRequest } from '../proxy/server'
 import { checkRequestPath } from './request-path'
 
 /** Where one request goes, and with which token. Decided from the request target alone. */
@@ -41,7 +41,9 @@ interface CompiledRoute {
 }
 
 export interface Router {
-  resolve(req: IncomingMessage): Destination
+  resolve(request: ProxyRequest): Destination
+  /** Whether a `CONNECT host:port` names a route's host: such a tunnel is served (each request inside routed and given the token). */
+  servesConnect(authority: string): boolean
   /** Token keys known before any request: every route whose key does not depend on the requested host. */
   readonly preparedKeys: string[]
 }
@@ -58,6 +60,11 @@ export interface Router {
  * client using us as HTTP_PROXY names the whole URL itself, so an absolute-form request to
  * TARGET_URL's host keeps the path it names. A routes-file `upstream` with a path is an explicit
  * rewrite and applies to every request of its route.
+ *
+ * HTTP/2 carries no absolute form: its `:authority` naming a route's host goes there, as
+ * absolute-form would; any other `:authority` (the sidecar's own address) is origin-form. Inside a
+ * served CONNECT tunnel, the CONNECT authority alone is the destination (the core has checked that
+ * Host / `:authority` agree with it).
  */
 export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUrl' | 'routes'>): Router {
   const routes = config.routes.map(compile)
@@ -92,8 +99,23 @@ export function createRouter(config: Pick<EgressConfig, 'clientMode' | 'targetUr
 
   return {
     preparedKeys,
-    resolve(req) {
-      const target = req.url ?? ''
+    servesConnect(authority) {
+      const requested = parseAuthority(authority)
+      return requested !== undefined && routes.some((route) => matches(route, requested))
+    },
+    resolve(request) {
+      const target = request.url ?? ''
+      const named = request.tunnel ?? request.authority
+      if (named !== undefined) {
+        if (!target.startsWith('/')) throw new BadRequestError('a request inside a CONNECT tunnel or over HTTP/2 must carry a path')
+        checkRequestPath(target)
+        const requested = parseAuthority(named)
+        const route = requested && routes.find((candidate) => matches(candidate, requested))
+        // As with absolute-form, the client named the host itself: TARGET_URL's base path is for origin-form only.
+        if (route && requested) return toDestination(route, requested, target, route !== targetRoute)
+        // Only served tunnels reach here, each to a route's host; an HTTP/2 request to any other authority is origin-form.
+        if (request.tunnel) throw new BadRequestError('CONNECT tunnel to a destination without a route')
+      }
       if (target.startsWith('/')) {
         if (!targetRoute)
           throw new BadRequestError('no TARGET_URL is configured: send absolute-form requests (use this proxy as HTTP_PROXY)')
@@ -148,6 +170,13 @@ function rawPathAndQuery(target: string): string {
   const afterScheme = target.slice('http://'.length)
   const start = afterScheme.search(/[/\\?#]/)
   return start < 0 ? '' : afterScheme.slice(start)
+}
+
+/** `host[:port]` as a route compares it (lowercase, no trailing dot, port 80 by default); undefined when malformed. */
+function parseAuthority(authority: string): Authority | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$/.exec(authority)
+  if (!match) return undefined
+  return { hostname: normalizeHost(match[1]), port: match[2] ? Number(match[2]) : 80 }
 }
 
 function templateUrl(template: UpstreamTemplate, hostname: string): URL {

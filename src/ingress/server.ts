@@ -1,17 +1,11 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
-import { fixedTimeouts, type IngressConfig } from '../config'
-import { createClientErrorHandler } from '../egress/client-error'
-import { createForwarder } from '../egress/forward'
-import { appendForwarding, endToEndHeaders } from '../egress/headers'
-import { writeRawError } from '../egress/raw-response'
+import type { Server, ServerResponse } from 'node:http'
+import type { IngressConfig } from '../config'
 import { checkRequestPath } from '../egress/request-path'
-import { respondWithError } from '../egress/respond'
-import { relayUpgrade } from '../egress/upgrade'
-import { BadRequestError, SidecarError, UpstreamUnreachableError } from '../errors'
+import { BadRequestError, type SidecarError } from '../errors'
 import type { Logger } from '../log'
 import type { Metrics } from '../metrics'
-import { authenticate, sendAuthError } from '../verify/middleware'
+import { createProxyServer, type ProxyDestination, type ProxyRequest } from '../proxy/server'
+import { sendAuthError } from '../verify/middleware'
 import type { Verifier } from '../verify/verifier'
 import { checkClientHeaders, identityHeaders } from './identity-headers'
 
@@ -27,87 +21,60 @@ export interface IngressServer {
   closeUpstreams(): Promise<void>
 }
 
-const keepUpgradeHeaders: ReadonlySet<string> = new Set(['upgrade'])
-
 /**
- * The verifying reverse proxy: verify -> strip the token and client-sent identity headers -> add
- * the verified identity -> forward to UPSTREAM_URL. A refused request never reaches the app.
+ * The verifying reverse proxy: the proxy core with the ingress policy, verify -> strip the token
+ * and client-sent identity headers -> add the verified identity -> forward to UPSTREAM_URL. A
+ * refused request never reaches the app; a gRPC one is answered UNAUTHENTICATED or PERMISSION_DENIED.
  */
 export function createIngressServer(config: IngressConfig, options: IngressServerOptions): IngressServer {
-  const { verifier, logger, metrics } = options
-  const forwarder = createForwarder({ upstreamTimeoutMs: config.upstreamTimeoutMs })
+  const { verifier, metrics } = options
   const origin = config.upstreamUrl.origin
+  const host = config.upstreamUrl.host
   const basePath = config.upstreamUrl.pathname.replace(/\/$/, '')
 
-  /** The request as the app receives it: the token replaced by the identity it proved. */
-  const appHeaders = async (req: IncomingMessage, keep?: ReadonlySet<string>) => {
-    const identity = await authenticate(verifier, req)
-    const headers = endToEndHeaders(req.headers, keep)
-    delete headers.authorization
-    checkClientHeaders(headers)
-    Object.assign(headers, identityHeaders(identity))
-    headers.host = config.upstreamUrl.host
-    if (req.headers.host && !headers['x-forwarded-host']) headers['x-forwarded-host'] = req.headers.host
-    appendForwarding(headers, req.socket.remoteAddress)
-    return headers
-  }
+  const proxy = createProxyServer({
+    logger: options.logger,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
+    /** The app's path: UPSTREAM_URL's path is a prefix the request cannot climb out of (400 otherwise). */
+    resolve(request: ProxyRequest): ProxyDestination {
+      const target = request.url ?? '/'
+      // Only a path: `*` or an absolute URL after the base path would name a sibling of it (`/tenant-a*`).
+      if (!target.startsWith('/')) throw new BadRequestError('request target must be a path: ingress is a reverse proxy')
+      checkRequestPath(target)
+      return { label: 'upstream', origin, host, path: basePath + target }
+    },
+    /** The request as the app receives it: the token replaced by the identity it proved. */
+    async upstreamHeaders(request, _destination, headers) {
+      const identity = await verifier.verify(headerValues(request.rawHeaders, 'authorization'))
+      delete headers.authorization
+      checkClientHeaders(headers)
+      Object.assign(headers, identityHeaders(identity))
+      const requestedHost = request.authority ?? request.headers.host
+      if (requestedHost && !headers['x-forwarded-host']) headers['x-forwarded-host'] = requestedHost
+      return undefined
+    },
+    answerHeaders: (error) => authAnswerHeaders(error, verifier.audience),
+    onAnswer: (_label, status) => metrics.ingressRequests.inc({ status }),
+  })
+  return { server: proxy.server, closeUpstreams: proxy.closeUpstreams }
+}
 
-  /** The app's path: UPSTREAM_URL's path is a prefix the request cannot climb out of (400 otherwise). */
-  const appPath = (req: IncomingMessage) => {
-    const target = req.url ?? '/'
-    // Only a path: `*` or an absolute URL after the base path would name a sibling of it (`/tenant-a*`).
-    if (!target.startsWith('/')) throw new BadRequestError('request target must be a path: ingress is a reverse proxy')
-    checkRequestPath(target)
-    return basePath + target
-  }
+/** Every value of one header, so that a second `Authorization` is refused rather than ignored. */
+function headerValues(rawHeaders: string[], name: string): string[] | undefined {
+  const values: string[] = []
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].toLowerCase() === name) values.push(rawHeaders[i + 1])
+  return values.length > 0 ? values : undefined
+}
 
-  const handleRequest = async (req: IncomingMessage, res: ServerResponse) => {
-    let headers: Record<string, string | string[]>
-    try {
-      headers = await appHeaders(req)
-    } catch (error) {
-      sendAuthError(res, error, verifier.audience)
-      metrics.ingressRequests.inc({ status: res.statusCode })
-      return
-    }
-    try {
-      await forwarder.forward(req, res, { origin, path: appPath(req), headers })
-    } catch (error) {
-      const answer = error instanceof SidecarError ? error : new UpstreamUnreachableError('proxy error', { cause: error })
-      logger.warn({ code: answer.code, reason: answer.message }, 'request not forwarded')
-      respondWithError(res, answer)
-    } finally {
-      metrics.ingressRequests.inc({ status: res.statusCode })
-    }
+/** The headers `sendAuthError` answers a refusal with (RFC 6750's `WWW-Authenticate`), for the core to write on either protocol. */
+function authAnswerHeaders(error: SidecarError, realm: string): Record<string, string> {
+  let headers: Record<string, string> = {}
+  const capture = {
+    writeHead(_status: number, written: Record<string, string>) {
+      headers = written
+      return { end() {} }
+    },
   }
-
-  const handleUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    socket.on('error', () => socket.destroy())
-    try {
-      const headers = await appHeaders(req, keepUpgradeHeaders)
-      const status = await relayUpgrade(
-        req,
-        socket,
-        head,
-        { origin, path: appPath(req), headers },
-        { upstreamTimeoutMs: config.upstreamTimeoutMs },
-      )
-      metrics.ingressRequests.inc({ status })
-    } catch (error) {
-      const answer = error instanceof SidecarError ? error : new UpstreamUnreachableError('proxy error', { cause: error })
-      metrics.ingressRequests.inc({ status: answer.statusCode })
-      writeRawError(socket, answer)
-    }
-  }
-
-  const server = createServer(
-    { headersTimeout: fixedTimeouts.clientHeadersMs, requestTimeout: 0, connectionsCheckingInterval: 1_000 },
-    (req, res) => void handleRequest(req, res),
-  )
-  server.on('upgrade', (req, socket, head) => void handleUpgrade(req, socket, head))
-  server.on(
-    'clientError',
-    createClientErrorHandler(logger, (status) => metrics.ingressRequests.inc({ status })),
-  )
-  return { server, closeUpstreams: () => forwarder.close() }
+  sendAuthError(capture as unknown as ServerResponse, error, realm)
+  return headers
 }

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { serverTimeouts } from '../lifecycle'
 import type { Logger } from '../log'
 import type { Identity } from './identity'
 import { createAuthHandler } from './middleware'
@@ -30,6 +31,7 @@ export function answerWithIdentity(req: IncomingMessage, res: ServerResponse, id
 /** The demo server: every request verified; the answer is JSON naming the caller. */
 export function createAuthServer(options: AuthServerOptions): Server {
   return createServer(
+    serverTimeouts,
     createAuthHandler(
       options.verifier,
       (req, res) => {

@@ -34,7 +34,8 @@ export function endToEndHeaders(headers: IncomingHttpHeaders, keep: ReadonlySet<
   const result: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
-    if (value === undefined) continue
+    // HTTP/2 pseudo-headers (`:path`, `:authority`) are rebuilt for the upstream, never copied.
+    if (value === undefined || name.charCodeAt(0) === colon) continue
     if ((hopByHop.has(name) || named.has(name)) && !keep.has(name)) continue
     result[name] = value
   }
@@ -42,6 +43,17 @@ export function endToEndHeaders(headers: IncomingHttpHeaders, keep: ReadonlySet<
 }
 
 const emptySet: ReadonlySet<string> = new Set()
+const colon = 0x3a
+
+/**
+ * End-to-end headers for an HTTP/2 hop: as for HTTP/1.1, plus `te: trailers`, the one `te` value
+ * RFC 9113 §8.2.2 allows, which gRPC peers send to say they understand trailers.
+ */
+export function h2EndToEndHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const result = endToEndHeaders(headers)
+  if (headers.te === 'trailers') result.te = 'trailers'
+  return result
+}
 
 /** `X-Forwarded-For` with the client's address appended, and `Via` naming this hop (RFC 9110 §7.6.3). */
 export function appendForwarding(headers: Record<string, string | string[]>, clientAddress: string | undefined): void {

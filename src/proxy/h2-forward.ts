@@ -1,0 +1,140 @@
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect,
+  constants,
+  type IncomingHttpHeaders,
+  type IncomingHttpStatusHeader,
+  type ServerHttp2Stream,
+} from 'node:http2'
+import { rootCertificates } from 'node:tls'
+import { UpstreamUnreachableError } from '../errors'
+import { h2EndToEndHeaders } from './headers'
+import { toUpstreamError } from './upstream-error'
+
+export interface H2ForwarderOptions {
+  /** Milliseconds to wait for the upstream's response headers, connecting included (then 504). */
+  upstreamTimeoutMs: number
+  /** Extra PEM CA certificates trusted for `https://` upstreams, besides Node's own store. */
+  extraCa?: string
+}
+
+export interface H2Upstream {
+  origin: string
+  path: string
+  /** `:authority` sent upstream. */
+  host: string
+  method: string
+  headers: Record<string, string | string[]>
+}
+
+export interface H2Forwarder {
+  /**
+   * Streams one HTTP/2 request to the upstream over HTTP/2 (h2c with prior knowledge to `http://`,
+   * h2 by ALPN to `https://`) and the answer back, trailers included, with flow control both ways.
+   * A reset on either side resets the other with the same code. Resolves with the upstream's
+   * status (0 when the upstream reset the stream) once the client's stream has closed; rejects
+   * with a SidecarError (502/504) when the upstream could not be reached, before anything was sent.
+   */
+  forward(client: ServerHttp2Stream, upstream: H2Upstream): Promise<number>
+  close(): Promise<void>
+}
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants
+
+/** One keep-alive session per upstream origin, replaced once it closes or its peer sends GOAWAY. */
+export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
+  const sessions = new Map<string, ClientHttp2Session>()
+  const ca = options.extraCa ? [...rootCertificates, options.extraCa] : undefined
+
+  const sessionFor = (origin: string): ClientHttp2Session => {
+    const open = sessions.get(origin)
+    if (open && !open.closed && !open.destroyed) return open
+    const session = connect(origin, ca ? { ca } : {})
+    const forget = () => {
+      if (sessions.get(origin) === session) sessions.delete(origin)
+    }
+    // A failed connect or a dropped session reaches each of its streams as their own error.
+    session.on('error', forget)
+    session.once('goaway', forget)
+    session.once('close', forget)
+    sessions.set(origin, session)
+    return session
+  }
+
+  return {
+    forward(client, upstream) {
+      return new Promise<number>((resolve, reject) => {
+        let request: ClientHttp2Stream
+        try {
+          request = sessionFor(upstream.origin).request({
+            ...upstream.headers,
+            ':method': upstream.method,
+            ':path': upstream.path,
+            ':authority': upstream.host,
+            ':scheme': upstream.origin.startsWith('https:') ? 'https' : 'http',
+          })
+        } catch (error) {
+          reject(toUpstreamError(error, upstream.origin))
+          return
+        }
+        let status = 0
+        let responded = false
+        let failure: (NodeJS.ErrnoException & { cause?: unknown }) | undefined
+        let trailers: IncomingHttpHeaders = {}
+        const timer = setTimeout(() => {
+          failure = Object.assign(new Error('response headers timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })
+          request.close(NGHTTP2_CANCEL)
+        }, options.upstreamTimeoutMs)
+
+        request.on('error', (error) => {
+          failure ??= error
+        })
+        request.once('response', (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number) => {
+          clearTimeout(timer)
+          responded = true
+          status = headers[':status'] ?? 502
+          if (client.closed || client.destroyed) return
+          const head = { ...h2EndToEndHeaders(headers), ':status': status }
+          // gRPC's trailers-only answer (an error status): HEADERS with END_STREAM, nothing after.
+          if (flags & NGHTTP2_FLAG_END_STREAM) {
+            client.respond(head, { endStream: true })
+            return
+          }
+          client.respond(head, { waitForTrailers: true })
+          request.pipe(client)
+        })
+        request.on('trailers', (received: IncomingHttpHeaders) => {
+          trailers = received
+        })
+        client.on('wantTrailers', () => client.sendTrailers(h2EndToEndHeaders(trailers)))
+        client.pipe(request)
+
+        // The client cancelled (RST_STREAM) or went away: the upstream's stream is cancelled with the same code.
+        client.once('close', () => {
+          clearTimeout(timer)
+          if (!request.closed) request.close(client.rstCode && client.rstCode !== NGHTTP2_NO_ERROR ? client.rstCode : NGHTTP2_CANCEL)
+          resolve(status)
+        })
+        request.once('close', () => {
+          clearTimeout(timer)
+          if (client.closed || client.destroyed) return
+          const resetByUpstream = failure === undefined || failure.code === 'ERR_HTTP2_STREAM_ERROR'
+          if (!responded && !resetByUpstream) {
+            reject(toUpstreamError(failure, upstream.origin))
+            return
+          }
+          // The upstream reset the stream (a server-side cancel): the client sees the same reset.
+          if (request.rstCode !== undefined && request.rstCode !== NGHTTP2_NO_ERROR) client.close(request.rstCode)
+          else if (!responded) reject(new UpstreamUnreachableError(`upstream ${upstream.origin} closed the stream without an answer`))
+        })
+      })
+    },
+    async close() {
+      await Promise.all(
+        [...sessions.values()].map((session) => new Promise<void>((resolve) => (session.closed ? resolve() : session.close(resolve)))),
+      )
+      sessions.clear()
+    },
+  }
+}
