@@ -47,17 +47,11 @@ export interface EchoServer {
  */
 export async function startEchoServer(): Promise<EchoServer> {
   const calls: SeenCall[] = []
-  const record = (
-    method: string,
-    call:
-      | grpc.ServerUnaryCall<EchoMessage, EchoMessage>
-      | grpc.ServerDuplexStream<EchoMessage, EchoMessage>
-      | grpc.ServerReadableStream<EchoMessage, EchoMessage>
-      | grpc.ServerWritableStream<EchoMessage, EchoMessage>,
-  ) => {
+  const record = (method: string, call: grpc.ServerSurfaceCall) => {
     const ended = new Promise<'cancelled' | 'done'>((resolve) => {
       call.on('cancelled', () => resolve('cancelled'))
       call.on('finish', () => resolve('done'))
+      call.on('end', () => resolve('done'))
     })
     calls.push({ method, authorization: call.metadata.get('authorization')[0] as string | undefined, metadata: call.metadata, ended })
   }
