@@ -47,7 +47,7 @@ export interface EchoServer {
  */
 export async function startEchoServer(): Promise<EchoServer> {
   const calls: SeenCall[] = []
-  const record = (method: string, call: grpc.ServerSurfaceCall) => {
+  const record = (method: string, call: { metadata: grpc.Metadata; on(event: string, listener: () => void): unknown }) => {
     const ended = new Promise<'cancelled' | 'done'>((resolve) => {
       call.on('cancelled', () => resolve('cancelled'))
       call.on('finish', () => resolve('done'))
