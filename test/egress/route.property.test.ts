@@ -291,3 +291,60 @@ test('a wildcard route sends each host it matches exactly where the exact route 
     { numRuns: 200 },
   )
 })
+
+test('HTTP/2 :authority and CONNECT tunnels: a token goes only to the route the authority names (HTTP/2 otherwise to TARGET_URL); a tunnel is served only for a route host', () => {
+  let counter = 0
+  fc.assert(
+    fc.property(
+      setup.chain((s) => {
+        const hosts = [...s.routes.map((route) => route.host), ...(s.targetUrl ? [new URL(s.targetUrl).host] : [])]
+        // Plain authorities (a wildcard's named by a subdomain, in other case, with a trailing dot) besides the hostile spellings.
+        const plain = hosts
+          .map((host) => host.replace(/^\*\./, 'sub.'))
+          .flatMap((host) => [host, host.toUpperCase(), host.replace(/(:\d+)?$/, '.$1'), host.replace(/:\d+$/, '')])
+        const authority = fc.oneof(fc.constantFrom(...plain), hostileTargets(hosts))
+        return fc.tuple(fc.constant(s), fc.array(authority, { minLength: 1, maxLength: 12 }))
+      }),
+      ([s, authorities]) => {
+        const routesFile = join(dir, `routes-authority-${counter++}.json`)
+        writeFileSync(routesFile, JSON.stringify({ routes: s.routes }))
+        const config = loadEgressConfig({
+          CLIENT_MODE: s.clientMode,
+          ROUTES_FILE: routesFile,
+          TOKEN_FILE: '/tokens/default',
+          ...(s.targetUrl ? { TARGET_URL: s.targetUrl } : {}),
+        })
+        const router = createRouter(config)
+        // The route an authority names, decided independently: a plain host[:port], port 80 by default.
+        const namedRoute = (authority: string) => {
+          const match = /^([A-Za-z0-9._-]+|\[[0-9a-fA-F:.]+\])(?::(\d{1,5}))?$/.exec(authority)
+          if (!match) return undefined
+          const hostname = match[1].toLowerCase().replace(/\.$/, '')
+          const requestedPort = match[2] ? Number(match[2]) : 80
+          return config.routes.find((route) => {
+            const [, name, p] = /^(.*?)(?::(\d+))?$/.exec(route.host)!
+            if ((p ? Number(p) : 80) !== requestedPort) return false
+            return name!.startsWith('*.') ? hostname.endsWith(name!.slice(1)) && hostname.length > name!.length - 1 : hostname === name
+          })
+        }
+        for (const authority of authorities) {
+          const route = namedRoute(authority)
+          // HTTP/2: the route the authority names, or else origin-form (TARGET_URL), or refused.
+          let destination: Destination | undefined
+          try {
+            destination = router.resolve({ url: '/p', authority, headers: {}, rawHeaders: [] })
+          } catch (error) {
+            expect(error).toBeInstanceOf(BadRequestError)
+          }
+          if (destination) expect(destination.label).toBe(route?.host ?? config.routes[0].host)
+          if (route) expect(destination?.label).toBe(route.host)
+          else if (!s.targetUrl) expect(destination).toBeUndefined()
+          // CONNECT: served only for a route's host, and then only ever to that route.
+          expect(router.servesConnect(authority)).toBe(route !== undefined)
+          if (route) expect(router.resolve({ url: '/p', tunnel: authority, headers: {}, rawHeaders: [] }).label).toBe(route.host)
+        }
+      },
+    ),
+    { numRuns: 300 },
+  )
+})
