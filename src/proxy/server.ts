@@ -80,7 +80,7 @@ export interface ProxyServer {
 /** What is known of a request so far, for its answer's log line and metrics. */
 interface Seen {
   label: string
-  tokenFingerprint?: string
+  fingerprint?: string
 }
 
 const keepUpgradeHeaders: ReadonlySet<string> = new Set(['upgrade'])
@@ -123,7 +123,7 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
     const headers = endToEndHeaders(req.headers, keep)
     headers.host = destination.host
     appendForwarding(headers, req.socket.remoteAddress)
-    seen.tokenFingerprint = await options.upstreamHeaders(request, destination, headers)
+    seen.fingerprint = await options.upstreamHeaders(request, destination, headers)
     return { destination, headers }
   }
 
@@ -137,7 +137,7 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
         options.onUpstreamResponse?.(seen.label, (performance.now() - forwardedAt) / 1000),
       )
     } catch (error) {
-      const answer = toAnswer(error, { route: seen.label, method: req.method, tokenFingerprint: seen.tokenFingerprint })
+      const answer = toAnswer(error, { route: seen.label, method: req.method, fingerprint: seen.fingerprint })
       respondWithError(res, answer, options.answerHeaders?.(answer))
     } finally {
       answered(seen.label, res.statusCode)
@@ -148,7 +148,7 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
             method: req.method,
             status: res.statusCode,
             ms: Math.round(performance.now() - started),
-            tokenFingerprint: seen.tokenFingerprint,
+            fingerprint: seen.fingerprint,
           },
           'request',
         )
@@ -168,10 +168,10 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
         { origin: destination.origin, path: destination.path, headers },
         { upstreamTimeoutMs: options.upstreamTimeoutMs, extraCa: options.extraCa },
       )
-      logger.debug({ route: seen.label, status, tokenFingerprint: seen.tokenFingerprint }, 'upgrade')
+      logger.debug({ route: seen.label, status, fingerprint: seen.fingerprint }, 'upgrade')
       answered(seen.label, status)
     } catch (error) {
-      const answer = toAnswer(error, { route: seen.label, upgrade: true })
+      const answer = toAnswer(error, { route: seen.label, method: req.method })
       answered(seen.label, answer.statusCode)
       writeRawError(socket, answer)
     }
@@ -180,7 +180,7 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
   const handleStream = async (stream: ServerHttp2Stream, requestHeaders: IncomingHttpHeaders, rawHeaders: string[]) => {
     let label = 'none'
     let status = 0
-    let tokenFingerprint: string | undefined
+    let fingerprint: string | undefined
     const grpc = /^application\/grpc(\+|;|$)/.test(requestHeaders['content-type'] ?? '')
     // Errors end in 'close', where the forwarder answers; without a listener they would be thrown.
     stream.on('error', () => {})
@@ -207,7 +207,7 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
       label = destination.label
       const headers = h2EndToEndHeaders(requestHeaders)
       appendForwarding(headers, stream.session?.socket.remoteAddress)
-      tokenFingerprint = await options.upstreamHeaders(request, destination, headers)
+      fingerprint = await options.upstreamHeaders(request, destination, headers)
       const forwardedAt = performance.now()
       status = await h2Forwarder.forward(stream, {
         origin: destination.origin,
@@ -218,11 +218,13 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
       })
       options.onUpstreamResponse?.(label, (performance.now() - forwardedAt) / 1000)
     } catch (error) {
-      const answer = toAnswer(error, { route: label, method: requestHeaders[':method'], tokenFingerprint, h2: true })
+      const answer = toAnswer(error, { route: label, method: requestHeaders[':method'], fingerprint, protocol: 'h2' })
       status = grpc ? 200 : answer.statusCode
       respondOnStream(stream, answer, grpc, options.answerHeaders?.(answer))
     } finally {
       answered(label, status)
+      if (logger.isLevelEnabled('debug'))
+        logger.debug({ route: label, method: requestHeaders[':method'], status, fingerprint, protocol: 'h2' }, 'request')
     }
   }
 
