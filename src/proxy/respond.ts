@@ -57,7 +57,7 @@ export function respondOnStream(stream: ServerHttp2Stream, error: SidecarError, 
 }
 
 /** gRPC status codes (grpc/doc/statuscodes.md) the sidecar answers with. */
-export const grpcStatus = {
+const grpcStatus = {
   deadlineExceeded: 4,
   permissionDenied: 7,
   internal: 13,
