@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer, type Server } from 'node:https'
-import { respondWithError } from '../egress/respond'
+import { respondWithError } from '../proxy/respond'
 import { AdmissionReviewInvalidError, BodyTooLargeError, type SidecarError } from '../errors'
 import type { Logger } from '../log'
 import type { Metrics } from '../metrics'
