@@ -1,9 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer, type Server } from 'node:https'
-import { respondWithError } from '../proxy/respond'
 import { AdmissionReviewInvalidError, BodyTooLargeError, type SidecarError } from '../errors'
 import type { Logger } from '../log'
 import type { Metrics } from '../metrics'
+import { respondWithError } from '../proxy/respond'
 import { reviewAdmission } from './review'
 import type { TlsFiles } from './tls-files'
 
