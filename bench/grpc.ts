@@ -1,5 +1,5 @@
 /**
- * `npm run build && npm run build:bench && node dist-bench/grpc.js [seconds] [concurrency]`: gRPC unary
+ * `npm run build && npm run build:bench && node dist-bench/bench/grpc.js [seconds] [concurrency]`: gRPC unary
  * calls (grpc-js client, `concurrency` calls in flight, for `seconds`) straight to a grpc-js server and
  * through `bearer-sidecar egress` (h2c in, h2c out, the token added), then h2c HTTP GETs with h2load
  * the same two ways. Prints calls/s, the ratio to direct, and the sidecar's CPU-ms per 1000 calls
@@ -16,7 +16,8 @@ import * as grpc from '@grpc/grpc-js'
 
 const seconds = Number(process.argv[2] ?? 5)
 const concurrency = Number(process.argv[3] ?? 32)
-const cli = join(__dirname, '..', 'dist', 'cli.js')
+// Compiled to dist-bench/bench/grpc.js: the repository root is two levels up.
+const cli = join(__dirname, '..', '..', 'dist', 'cli.js')
 const identity = { serialize: (value: Buffer) => value, deserialize: (value: Buffer) => value }
 const service = {
   echo: {
