@@ -46,7 +46,7 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
     /** The request as the app receives it: the token replaced by the identity it proved. */
     async upstreamHeaders(request, _destination, headers) {
       const identity = await verifier.verify(headerValues(request.rawHeaders, 'authorization'))
-      delete headers.authorization
+      for (const name of credentialHeaders) delete headers[name]
       checkClientHeaders(headers)
       Object.assign(headers, identityHeaders(identity))
       const requestedHost = request.authority ?? request.headers.host
@@ -58,6 +58,13 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
   })
   return { server: proxy.server, closeUpstreams: proxy.closeUpstreams }
 }
+
+/**
+ * Headers that carry a bearer token to us, none of which the app may see: it could replay the
+ * token. Cloud Run's documented set-up sends the same token in `X-Serverless-Authorization` too
+ * (`Proxy-Authorization` is hop-by-hop and never forwarded).
+ */
+const credentialHeaders = ['authorization', 'x-serverless-authorization'] as const
 
 /** Every value of one header, so that a second `Authorization` is refused rather than ignored. */
 function headerValues(rawHeaders: string[], name: string): string[] | undefined {
