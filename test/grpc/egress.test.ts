@@ -128,6 +128,26 @@ describe.each(uses)('%s', (_name, makeClient) => {
     await expect(echo.calls[echo.calls.length - 1].ended).resolves.toBe('cancelled')
   })
 
+  test("grpc-timeout passes through: the upstream's call carries the client's deadline", async () => {
+    const deadline = Date.now() + 60_000
+    await unary(client, { text: 'hi' }, { deadline })
+    // grpc-js gives the server a deadline in ms (Infinity when no grpc-timeout arrived). grpc-timeout
+    // is relative and rounded to its unit, so the server's deadline is near ours, not equal to it.
+    const seen = Number(echo.calls[echo.calls.length - 1].deadline)
+    expect(Number.isFinite(seen)).toBe(true)
+    expect(Math.abs(seen - deadline)).toBeLessThan(10_000)
+  })
+
+  test('a server-side cancel reaches the client after the messages sent before it', async () => {
+    const stream = client.serverStream({ text: 'cancel-after:1' })
+    const texts: string[] = []
+    stream.on('data', (message: EchoMessage) => texts.push(message.text))
+    const [error] = (await once(stream, 'error')) as [grpc.ServiceError]
+    expect(error.code).toBe(grpc.status.CANCELLED)
+    expect(error.details).toBe('cancelled by the server')
+    expect(texts).toEqual(['reply 1'])
+  })
+
   test('a client cancel reaches the upstream call', async () => {
     const calls = echo.calls.length
     const call = client.unary({ text: 'hang' }, new grpc.Metadata(), {}, () => {})

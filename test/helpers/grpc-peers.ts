@@ -30,6 +30,8 @@ export interface SeenCall {
   method: string
   authorization?: string
   metadata: grpc.Metadata
+  /** The deadline the server read from the call's `grpc-timeout` (Infinity without one). */
+  deadline: grpc.Deadline
   /** Settled when the call ends: `cancelled` when the client (or the proxy for it) cancelled it. */
   ended: Promise<'cancelled' | 'done'>
 }
@@ -43,17 +45,27 @@ export interface EchoServer {
 /**
  * A real grpc-js server on loopback. `text` drives it: `fail` answers INVALID_ARGUMENT with
  * binary metadata in the trailers; `hang` never answers (deadline and cancel cases); `count:N`
- * streams N replies; anything else is echoed with the payload's length.
+ * streams N replies; `cancel-after:N` streams N replies, then the server cancels the call;
+ * anything else is echoed with the payload's length.
  */
 export async function startEchoServer(): Promise<EchoServer> {
   const calls: SeenCall[] = []
-  const record = (method: string, call: { metadata: grpc.Metadata; on(event: string, listener: () => void): unknown }) => {
+  const record = (
+    method: string,
+    call: { metadata: grpc.Metadata; getDeadline(): grpc.Deadline; on(event: string, listener: () => void): unknown },
+  ) => {
     const ended = new Promise<'cancelled' | 'done'>((resolve) => {
       call.on('cancelled', () => resolve('cancelled'))
       call.on('finish', () => resolve('done'))
       call.on('end', () => resolve('done'))
     })
-    calls.push({ method, authorization: call.metadata.get('authorization')[0] as string | undefined, metadata: call.metadata, ended })
+    calls.push({
+      method,
+      authorization: call.metadata.get('authorization')[0] as string | undefined,
+      metadata: call.metadata,
+      deadline: call.getDeadline(),
+      ended,
+    })
   }
   // Room for the 4 MiB message case: grpc-js refuses more than 4 MiB by default, framing included.
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 })
@@ -71,9 +83,10 @@ export async function startEchoServer(): Promise<EchoServer> {
     },
     serverStream(call: grpc.ServerWritableStream<EchoMessage, EchoMessage>) {
       record('serverStream', call)
-      const count = Number(/^count:(\d+)$/.exec(call.request.text)?.[1] ?? 1)
-      for (let i = 1; i <= count; i++) call.write({ text: `reply ${i}` })
-      call.end()
+      const [, kind, n] = /^(count|cancel-after):(\d+)$/.exec(call.request.text) ?? ['', 'count', '1']
+      for (let i = 1; i <= Number(n); i++) call.write({ text: `reply ${i}` })
+      if (kind === 'cancel-after') call.emit('error', { code: grpc.status.CANCELLED, details: 'cancelled by the server' })
+      else call.end()
     },
     clientStream(call: grpc.ServerReadableStream<EchoMessage, EchoMessage>, done: grpc.sendUnaryData<EchoMessage>) {
       record('clientStream', call)
