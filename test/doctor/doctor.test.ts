@@ -9,9 +9,10 @@ import { createAtomicWriter } from '../../src/demo/kubelet'
 import { type LocalMetadataServer, startMetadataServer } from '../../src/demo/metadata-server'
 import type { Service } from '../../src/lifecycle'
 import { startGoogleApis } from '../helpers/google-apis'
-import { googleIdTokenMinter, reservePort, serviceAccountEmail } from '../helpers/google-metadata'
+import { googleIdTokenMinter, serviceAccountEmail } from '../helpers/google-metadata'
 import { claimsOf, signedByStranger } from '../helpers/issuer-fixtures'
 import { captureLogs } from '../helpers/logs'
+import { closedPort } from '../helpers/ports'
 import { createTestCertificates } from '../helpers/tls'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
@@ -33,7 +34,7 @@ let upstream: TestUpstream
 let httpsUpstream: TestUpstream
 let expiredHttpsUpstream: TestUpstream
 let caFile: string
-let closedPort: number
+let refusedPort: number
 /** Every token a test wrote or fetched could print: none may appear in any output. */
 const secrets: string[] = []
 /** Token files by what they hold. */
@@ -63,7 +64,7 @@ beforeAll(async () => {
   expiredHttpsUpstream = await startUpstream({ tls: expired })
   caFile = join(dir, 'ca.pem')
   writeFileSync(caFile, certificates.ca + expired.ca)
-  closedPort = await reservePort()
+  refusedPort = await closedPort()
 })
 
 afterAll(async () => {
@@ -81,7 +82,7 @@ async function doctor(env: Record<string, string>, args: string[] = ['--json'], 
       process.execPath,
       [cli, 'doctor', ...args],
       {
-        env: { PATH: process.env.PATH, ADMIN_ADDR: `127.0.0.1:${closedPort}`, ...env },
+        env: { PATH: process.env.PATH, ADMIN_ADDR: `127.0.0.1:${refusedPort}`, ...env },
         timeout: 30_000,
         ...(user === undefined ? {} : { uid: user, gid: user }),
       },
@@ -166,11 +167,11 @@ describe('kubernetes mode', () => {
   })
 
   test('an upstream refusing connections fails, naming the address and the error', async () => {
-    const refusing = `http://127.0.0.1:${closedPort}`
+    const refusing = `http://127.0.0.1:${refusedPort}`
     const run = await doctor({ TOKEN_FILE: files.good, TARGET_URL: refusing })
     expect(run.code).toBe(1)
     expect(failures(run)).toEqual([`upstream ${refusing} connect`])
-    expect(check(run, `upstream ${refusing} connect`).detail).toContain(`127.0.0.1:${closedPort}: connect ECONNREFUSED`)
+    expect(check(run, `upstream ${refusing} connect`).detail).toContain(`127.0.0.1:${refusedPort}: connect ECONNREFUSED`)
   })
 
   test('an HTTPS upstream is trusted through UPSTREAM_CA_FILE, and described', async () => {
@@ -317,7 +318,7 @@ describe('google mode', () => {
       const env = {
         CLIENT_MODE: 'google',
         GOOGLE_APPLICATION_CREDENTIALS: credentialFiles.serviceAccountKey,
-        GCE_METADATA_HOST: `127.0.0.1:${closedPort}`,
+        GCE_METADATA_HOST: `127.0.0.1:${refusedPort}`,
         TARGET_URL: upstream.url,
       }
       const run = await doctor(env)
@@ -331,7 +332,7 @@ describe('google mode', () => {
   })
 
   test('with the metadata server down: both fail, naming the address and the error', async () => {
-    const down = `127.0.0.1:${closedPort}`
+    const down = `127.0.0.1:${refusedPort}`
     const run = await doctor({ CLIENT_MODE: 'google', GCE_METADATA_HOST: down, TARGET_URL: upstream.url })
     expect(run.code).toBe(1)
     expect(failures(run)).toEqual(['metadata server', `ID token ${upstream.url}`])

@@ -1,13 +1,14 @@
 import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { createAtomicWriter } from '../../src/demo/kubelet'
 import { curl } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
+import { closedPort } from '../helpers/ports'
 import { signToken } from '../helpers/sign-token'
 import { createTestCertificates } from '../helpers/tls'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
@@ -37,15 +38,6 @@ async function egressFor(env: Record<string, string>, headersTimeoutMs?: number)
   const egress = await startEgress({ TOKEN_FILE: join(dir, 'tokens', 'token'), ...env }, { headersTimeoutMs })
   running.push(egress)
   return egress
-}
-
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 test('503 with a reason when no token file exists, and nothing is forwarded', async () => {

@@ -1,43 +1,31 @@
-import type { AddressInfo } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
-import { loadIngressConfig } from '../../src/config'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
-import { createIngressServer, type IngressServer } from '../../src/ingress/server'
-import { closeGracefully, listen } from '../../src/lifecycle'
-import { createMetrics } from '../../src/metrics'
-import { createVerifier } from '../../src/verify/verifier'
 import { type EchoClient, type EchoServer, echoClient, startEchoServer, unary } from '../helpers/grpc-peers'
+import { type RunningIngress, startIngress } from '../helpers/ingress'
 import { audience } from '../helpers/issuer-fixtures'
-import { captureLogs } from '../helpers/logs'
 
 // grpc-js client -> ingress (h2c) -> grpc-js app: refusals are gRPC statuses, the app sees the
 // verified identity as metadata and never the token.
 
 let issuer: LocalIssuer
 let app: EchoServer
-let ingress: IngressServer
+let ingress: RunningIngress
 let client: EchoClient
 
 beforeAll(async () => {
   ;[issuer, app] = await Promise.all([startLocalIssuer(), startEchoServer()])
-  const config = loadIngressConfig({
+  ingress = await startIngress({
     ID_ISSUER: issuer.issuer,
     JWT_AUDIENCE: audience,
     ALLOWED_SUBJECTS: 'system:serviceaccount:id-namespace:*',
     UPSTREAM_URL: `http://${app.address}`,
-    LISTEN_ADDR: '127.0.0.1:0',
   })
-  const { logger } = captureLogs()
-  const metrics = createMetrics()
-  ingress = createIngressServer(config, { verifier: createVerifier(config.verifier, { logger, metrics }), logger, metrics })
-  const { port } = (await listen(ingress.server, config.listen)) as AddressInfo
-  client = echoClient(`127.0.0.1:${port}`)
+  client = echoClient(`127.0.0.1:${ingress.port}`)
 })
 
 afterAll(async () => {
   client?.close()
-  await closeGracefully(ingress.server, 500)
-  await ingress.closeUpstreams()
+  await ingress?.close()
   await Promise.all([issuer.close(), app.close()])
 })
 

@@ -1,41 +1,29 @@
-import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
-import { loadIngressConfig } from '../../src/config'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
-import { createIngressServer, type IngressServer } from '../../src/ingress/server'
-import { closeGracefully, listen } from '../../src/lifecycle'
-import { createMetrics } from '../../src/metrics'
-import { createVerifier } from '../../src/verify/verifier'
 import { curl } from '../helpers/clients'
+import { type RunningIngress, startIngress } from '../helpers/ingress'
 import { audience } from '../helpers/issuer-fixtures'
-import { captureLogs } from '../helpers/logs'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let issuer: LocalIssuer
 let app: TestUpstream
-let ingress: IngressServer
+let ingress: RunningIngress
 let url: string
 let port: number
 
 beforeAll(async () => {
   ;[issuer, app] = await Promise.all([startLocalIssuer(), startUpstream()])
-  const config = loadIngressConfig({
+  ingress = await startIngress({
     ID_ISSUER: issuer.issuer,
     JWT_AUDIENCE: audience,
     ALLOWED_SUBJECTS: 'system:serviceaccount:id-namespace:*',
     UPSTREAM_URL: `${app.url}/app`,
-    LISTEN_ADDR: '127.0.0.1:0',
   })
-  const { logger } = captureLogs()
-  const metrics = createMetrics()
-  ingress = createIngressServer(config, { verifier: createVerifier(config.verifier, { logger, metrics }), logger, metrics })
-  port = ((await listen(ingress.server, config.listen)) as AddressInfo).port
-  url = `http://127.0.0.1:${port}`
+  ;({ url, port } = ingress)
 })
 
 afterAll(async () => {
-  await closeGracefully(ingress.server, 500)
-  await ingress.closeUpstreams()
+  await ingress?.close()
   await Promise.all([issuer.close(), app.close()])
 })
 

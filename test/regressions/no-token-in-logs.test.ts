@@ -6,26 +6,25 @@
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { type IncomingMessage, request } from 'node:http'
-import { type AddressInfo, connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { runAuthServer } from '../../src/commands/auth-server'
-import { loadIngressConfig } from '../../src/config'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { createAtomicWriter } from '../../src/demo/kubelet'
 import { startMetadataServer } from '../../src/demo/metadata-server'
-import { createIngressServer } from '../../src/ingress/server'
-import { closeGracefully, listen } from '../../src/lifecycle'
 import { createMetrics } from '../../src/metrics'
 import { createFileTokenSource } from '../../src/tokens/file-source'
 import { createGoogleTokenSource } from '../../src/tokens/google-source'
-import { createVerifier } from '../../src/verify/verifier'
 import { curl } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
-import { googleIdTokenMinter, nextEvent } from '../helpers/google-metadata'
+import { nextEvent } from '../helpers/events'
+import { googleIdTokenMinter } from '../helpers/google-metadata'
+import { startIngress } from '../helpers/ingress'
 import { audience, bearer, get, tampered, verifierConfig } from '../helpers/issuer-fixtures'
 import { captureLogs } from '../helpers/logs'
+import { closedPort } from '../helpers/ports'
 import { signToken } from '../helpers/sign-token'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
@@ -51,15 +50,6 @@ async function token(claims: Parameters<typeof signToken>[0] = {}): Promise<stri
   const value = await signToken(claims)
   tokens.push(value)
   return value
-}
-
-/** A loopback port with nothing listening on it. */
-async function closedPort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as AddressInfo
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 /**
@@ -196,20 +186,11 @@ test('auth-server and ingress: valid, invalid, expired, denied tokens', async ()
     },
     logs.logger,
   )
-  const ingressConfig = loadIngressConfig({
-    ID_ISSUER: issuer.issuer,
-    JWT_AUDIENCE: audience,
-    ALLOWED_SUBJECTS: 'system:serviceaccount:apps:*',
-    UPSTREAM_URL: upstream.url,
-    LISTEN_ADDR: '127.0.0.1:0',
-  })
-  const metrics = createMetrics()
-  const ingress = createIngressServer(ingressConfig, {
-    verifier: createVerifier(ingressConfig.verifier, { logger: logs.logger, metrics }),
-    logger: logs.logger,
-    metrics,
-  })
-  const ingressUrl = `http://127.0.0.1:${((await listen(ingress.server, ingressConfig.listen)) as AddressInfo).port}`
+  const ingress = await startIngress(
+    { ID_ISSUER: issuer.issuer, JWT_AUDIENCE: audience, ALLOWED_SUBJECTS: 'system:serviceaccount:apps:*', UPSTREAM_URL: upstream.url },
+    { logs },
+  )
+  const ingressUrl = ingress.url
   try {
     const now = Math.floor(Date.now() / 1000)
     const cases = [
@@ -230,10 +211,9 @@ test('auth-server and ingress: valid, invalid, expired, denied tokens', async ()
     }
     const twoTokens = await get(service.url, ['Authorization', `Bearer ${cases[0]} ${cases[1]}`])
     exposed.push(JSON.stringify(twoTokens))
-    exposed.push((await get(`${service.adminUrl}/metrics`)).body, await metrics.registry.metrics())
+    exposed.push((await get(`${service.adminUrl}/metrics`)).body, await ingress.metrics.registry.metrics())
   } finally {
-    await closeGracefully(ingress.server, 500)
-    await ingress.closeUpstreams()
+    await ingress.close()
     await service.close()
     await issuer.close()
     exposed.push(...logs.lines.map((line) => JSON.stringify(line)))

@@ -7,19 +7,14 @@
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
-import { type AddressInfo, connect } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { loadIngressConfig } from '../../src/config'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { createAtomicWriter } from '../../src/demo/kubelet'
-import { createIngressServer } from '../../src/ingress/server'
-import { closeGracefully, listen } from '../../src/lifecycle'
-import { createMetrics } from '../../src/metrics'
-import { createVerifier } from '../../src/verify/verifier'
 import { startEgress } from '../helpers/egress'
+import { startIngress } from '../helpers/ingress'
 import { audience } from '../helpers/issuer-fixtures'
-import { captureLogs } from '../helpers/logs'
 import { signToken } from '../helpers/sign-token'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
@@ -90,16 +85,8 @@ describe('ingress', () => {
   afterAll(() => issuer.close())
 
   test('an absolute URL or a path naming another host stays on UPSTREAM_URL, identity and all', async () => {
-    const config = loadIngressConfig({
-      ID_ISSUER: issuer.issuer,
-      JWT_AUDIENCE: audience,
-      UPSTREAM_URL: target.url,
-      LISTEN_ADDR: '127.0.0.1:0',
-    })
-    const { logger } = captureLogs()
-    const metrics = createMetrics()
-    const ingress = createIngressServer(config, { verifier: createVerifier(config.verifier, { logger, metrics }), logger, metrics })
-    const { port } = (await listen(ingress.server, config.listen)) as AddressInfo
+    const ingress = await startIngress({ ID_ISSUER: issuer.issuer, JWT_AUDIENCE: audience, UPSTREAM_URL: target.url })
+    const { port } = ingress
     try {
       const authorization = `Authorization: Bearer ${await issuer.mint({ audience })}`
       const evilUrl = `http://127.0.0.1:${evil.port}/ws`
@@ -108,8 +95,7 @@ describe('ingress', () => {
       expect((await upgrade(port, `//127.0.0.1:${evil.port}/ws`, [authorization])).landed).toBe(`target //127.0.0.1:${evil.port}/ws`)
       expect(reachedEvil).toEqual([])
     } finally {
-      await closeGracefully(ingress.server, 500)
-      await ingress.closeUpstreams()
+      await ingress.close()
     }
   })
 })

@@ -4,8 +4,9 @@ import { SubjectNotAllowedError } from '../../src/errors'
 import { createMetrics, type Metrics } from '../../src/metrics'
 import { type CachedVerification, createVerifiedTokenCache, type VerifiedTokenCache } from '../../src/verify/cache'
 import { createVerifier, type Verifier, verifierDefaults } from '../../src/verify/verifier'
-import { advanceClock, audience, counterValue, fakeDateOnly, verifierConfig } from '../helpers/issuer-fixtures'
+import { advanceClock, audience, fakeDateOnly, verifierConfig } from '../helpers/issuer-fixtures'
 import { captureLogs } from '../helpers/logs'
+import { counterValue } from '../helpers/metrics'
 
 const entry = (expiresAt: number): CachedVerification => ({ claims: { sub: 's' }, issuer: 'i', kid: 'k', expiresAt })
 

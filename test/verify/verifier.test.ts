@@ -11,7 +11,6 @@ import {
   audience,
   bearer,
   claimsOf,
-  counterValue,
   fakeDateOnly,
   get,
   hmacWithPublicKey,
@@ -21,6 +20,7 @@ import {
   verifierConfig,
 } from '../helpers/issuer-fixtures'
 import { type CapturedLogs, captureLogs } from '../helpers/logs'
+import { counterValue } from '../helpers/metrics'
 
 let issuer: LocalIssuer
 let other: LocalIssuer
