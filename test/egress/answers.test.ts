@@ -1,28 +1,25 @@
 import { once } from 'node:events'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
-import { createAtomicWriter } from '../../src/demo/kubelet'
 import { curl } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
 import { closedPort } from '../helpers/ports'
-import { signToken } from '../helpers/sign-token'
 import { createTestCertificates } from '../helpers/tls'
+import { createTokenDir } from '../helpers/token-dir'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let dir: string
+let tokenFile: string
 let upstream: TestUpstream
 let token: string
 let routesFile: string
 const running: RunningEgress[] = []
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bearer-answers-'))
-  token = await signToken({ sub: 'system:serviceaccount:ns:sa', aud: 'x' })
-  await createAtomicWriter(join(dir, 'tokens')).write({ token })
+  ;({ dir, token, tokenFile } = await createTokenDir({ sub: 'system:serviceaccount:ns:sa', aud: 'x' }))
   upstream = await startUpstream()
   routesFile = join(dir, 'routes.json')
   writeFileSync(routesFile, JSON.stringify({ routes: [{ host: 'configured.test', upstream: upstream.url }] }))
@@ -35,7 +32,7 @@ afterAll(async () => {
 })
 
 async function egressFor(env: Record<string, string>, headersTimeoutMs?: number) {
-  const egress = await startEgress({ TOKEN_FILE: join(dir, 'tokens', 'token'), ...env }, { headersTimeoutMs })
+  const egress = await startEgress({ TOKEN_FILE: tokenFile, ...env }, { headersTimeoutMs })
   running.push(egress)
   return egress
 }

@@ -1,14 +1,11 @@
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { createServer, type IncomingMessage, request, type Server } from 'node:http'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Writable } from 'node:stream'
 import { setTimeout as delay } from 'node:timers/promises'
-import { createAtomicWriter } from '../../src/demo/kubelet'
 import { listen } from '../../src/lifecycle'
 import { type RunningEgress, startEgress } from '../helpers/egress'
-import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 
 // Nothing is buffered whole: with the far side stalled, the sidecar stops reading from the near
 // side once the sockets' buffers are full, instead of holding the body in memory.
@@ -18,10 +15,10 @@ const chunk = Buffer.alloc(64 * 1024, 'x')
 const boundedBytes = 32 * 1024 * 1024
 
 let dir: string
+let tokenFile: string
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bearer-backpressure-'))
-  await createAtomicWriter(join(dir, 'tokens')).write({ token: await signToken() })
+  ;({ dir, tokenFile } = await createTokenDir())
 })
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -58,7 +55,7 @@ async function settled(progress: () => number, quietMs: number, attempts = 50): 
 }
 
 async function withEgress(upstreamUrl: string, run: (egress: RunningEgress) => Promise<void>) {
-  const egress = await startEgress({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'tokens', 'token') })
+  const egress = await startEgress({ TARGET_URL: upstreamUrl, TOKEN_FILE: tokenFile })
   try {
     await run(egress)
   } finally {

@@ -1,32 +1,29 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { rmSync, statSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
-import { createAtomicWriter } from '../../src/demo/kubelet'
 import { type ClientAnswer, curl, pythonGet } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
-import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let upstream: TestUpstream
 let other: TestUpstream
 let egress: RunningEgress
 let dir: string
+let tokenFile: string
 let token: string
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bearer-egress-'))
-  token = await signToken({ sub: 'system:serviceaccount:id-namespace:auth-client', aud: 'auth-server' })
-  await createAtomicWriter(join(dir, 'tokens')).write({ token })
+  ;({ dir, token, tokenFile } = await createTokenDir({ sub: 'system:serviceaccount:id-namespace:auth-client', aud: 'auth-server' }))
   ;[upstream, other] = await Promise.all([startUpstream(), startUpstream()])
   const routes = join(dir, 'routes.yaml')
   writeFileSync(routes, `routes:\n  - host: configured.test\n    upstream: ${upstream.url}\n`)
-  egress = await startEgress({ TARGET_URL: `${upstream.url}/base`, ROUTES_FILE: routes, TOKEN_FILE: join(dir, 'tokens', 'token') })
-  await egress.tokenSource.getToken(join(dir, 'tokens', 'token'))
+  egress = await startEgress({ TARGET_URL: `${upstream.url}/base`, ROUTES_FILE: routes, TOKEN_FILE: tokenFile })
+  await egress.tokenSource.getToken(tokenFile)
 })
 
 afterAll(async () => {

@@ -1,21 +1,17 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createAtomicWriter } from '../../src/demo/kubelet'
+import { rmSync } from 'node:fs'
 import { curl } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
-import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let dir: string
+let tokenFile: string
 let upstream: TestUpstream
 let token: string
 const running: RunningEgress[] = []
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bearer-header-'))
-  token = await signToken()
-  await createAtomicWriter(join(dir, 'tokens')).write({ token })
+  ;({ dir, token, tokenFile } = await createTokenDir())
   upstream = await startUpstream()
 })
 
@@ -26,7 +22,7 @@ afterAll(async () => {
 })
 
 async function headersSeen(env: Record<string, string>, curlFlags: string[] = []) {
-  const egress = await startEgress({ TARGET_URL: upstream.url, TOKEN_FILE: join(dir, 'tokens', 'token'), ...env })
+  const egress = await startEgress({ TARGET_URL: upstream.url, TOKEN_FILE: tokenFile, ...env })
   running.push(egress)
   return JSON.parse((await curl([`${egress.url}/`, ...curlFlags])).body).headers
 }

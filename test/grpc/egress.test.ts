@@ -1,31 +1,28 @@
 import { once } from 'node:events'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
-import { createAtomicWriter } from '../../src/demo/kubelet'
 import { type RunningEgress, startEgress } from '../helpers/egress'
 import { type EchoClient, type EchoMessage, type EchoServer, echoClient, startEchoServer, unary } from '../helpers/grpc-peers'
-import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 
 // grpc-js client -> egress -> grpc-js server, in the three ways a gRPC client meets the sidecar:
 // an insecure channel to it (reverse use, TARGET_URL), an insecure channel naming a route's host
 // as its authority, and grpc_proxy (CONNECT to the route's host, served by the sidecar).
 
 let dir: string
+let tokenFile: string
 let token: string
 let echo: EchoServer
 let egress: RunningEgress
 const routeHost = 'echo.test:50051'
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bearer-grpc-'))
-  token = await signToken({ sub: 'system:serviceaccount:ns:grpc-client', aud: 'echo' })
-  await createAtomicWriter(join(dir, 'tokens')).write({ token })
+  ;({ dir, token, tokenFile } = await createTokenDir({ sub: 'system:serviceaccount:ns:grpc-client', aud: 'echo' }))
   echo = await startEchoServer()
   const routes = join(dir, 'routes.yaml')
   writeFileSync(routes, `routes:\n  - host: ${routeHost}\n    upstream: http://${echo.address}\n`)
-  egress = await startEgress({ TARGET_URL: `http://${echo.address}`, ROUTES_FILE: routes, TOKEN_FILE: join(dir, 'tokens', 'token') })
+  egress = await startEgress({ TARGET_URL: `http://${echo.address}`, ROUTES_FILE: routes, TOKEN_FILE: tokenFile })
 })
 
 afterAll(async () => {
@@ -175,7 +172,7 @@ describe("the sidecar's own answers are gRPC statuses", () => {
   })
 
   test('upstream unreachable: UNAVAILABLE', async () => {
-    const unreachable = await startEgress({ TARGET_URL: 'http://127.0.0.1:1', TOKEN_FILE: join(dir, 'tokens', 'token') })
+    const unreachable = await startEgress({ TARGET_URL: 'http://127.0.0.1:1', TOKEN_FILE: tokenFile })
     const client = echoClient(`127.0.0.1:${unreachable.port}`)
     try {
       const error = (await unary(client, { text: 'hi' }).catch((e) => e)) as grpc.ServiceError
@@ -190,7 +187,7 @@ describe("the sidecar's own answers are gRPC statuses", () => {
   test('upstream timeout: DEADLINE_EXCEEDED from the sidecar', async () => {
     const slow = await startEgress({
       TARGET_URL: `http://${echo.address}`,
-      TOKEN_FILE: join(dir, 'tokens', 'token'),
+      TOKEN_FILE: tokenFile,
       UPSTREAM_TIMEOUT: '1',
     })
     const client = echoClient(`127.0.0.1:${slow.port}`)

@@ -3,26 +3,22 @@
 // for any body over 1 KiB. The upload then reaches the upstream without the token. Here a raw
 // client waits for the sidecar's `100 Continue` before sending the body, exactly as the header asks.
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createAtomicWriter } from '../../src/demo/kubelet'
 import { type RunningEgress, startEgress } from '../helpers/egress'
-import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let dir: string
+let tokenFile: string
 let upstream: TestUpstream
 let egress: RunningEgress
 let token: string
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bearer-expect-'))
-  token = await signToken()
-  await createAtomicWriter(join(dir, 'tokens')).write({ token })
+  ;({ dir, token, tokenFile } = await createTokenDir())
   upstream = await startUpstream()
-  egress = await startEgress({ TARGET_URL: upstream.url, TOKEN_FILE: join(dir, 'tokens', 'token') })
+  egress = await startEgress({ TARGET_URL: upstream.url, TOKEN_FILE: tokenFile })
 })
 
 afterAll(async () => {

@@ -6,31 +6,29 @@
 // spellings a server may resolve (`%2e`, mixed case, double encoding, `\`, `%2f`, `;` path
 // parameters) are all refused with 400 before anything is sent; curl's `--request-target` sends
 // each exactly as written, as an attacker would.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
-import { createAtomicWriter } from '../../src/demo/kubelet'
 import { curl } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
 import { type RunningIngress, startIngress } from '../helpers/ingress'
 import { audience } from '../helpers/issuer-fixtures'
-import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let dir: string
+let tokenFile: string
 let upstream: TestUpstream
 let egress: RunningEgress
 let issuer: LocalIssuer
 let ingress: RunningIngress
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'bearer-path-prefix-'))
-  await createAtomicWriter(join(dir, 'tokens')).write({ token: await signToken() })
+  ;({ dir, tokenFile } = await createTokenDir())
   ;[upstream, issuer] = await Promise.all([startUpstream(), startLocalIssuer()])
   const routes = join(dir, 'routes.json')
   await writeFile(routes, JSON.stringify({ routes: [{ host: 'prefixed.test', upstream: `${upstream.url}/tenant-a` }] }))
-  egress = await startEgress({ TARGET_URL: `${upstream.url}/tenant-a`, ROUTES_FILE: routes, TOKEN_FILE: join(dir, 'tokens', 'token') })
+  egress = await startEgress({ TARGET_URL: `${upstream.url}/tenant-a`, ROUTES_FILE: routes, TOKEN_FILE: tokenFile })
 
   ingress = await startIngress({ ID_ISSUER: issuer.issuer, JWT_AUDIENCE: audience, UPSTREAM_URL: `${upstream.url}/tenant-a` })
 })

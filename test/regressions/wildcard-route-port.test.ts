@@ -7,19 +7,18 @@
 // gets `http://<host:port>` (for a wildcard `http://*:<port>`), which keeps the port; and the
 // start-up line spells every template's port. Real upstreams on loopback: `127.0.0.1` is a host
 // of `*.0.0.1`, so a wildcard route is exercised without DNS.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { runEgress } from '../../src/commands/egress'
 import { loadEgressConfig } from '../../src/config'
-import { createAtomicWriter } from '../../src/demo/kubelet'
 import type { Service } from '../../src/lifecycle'
 import { curl } from '../helpers/clients'
 import { captureLogs } from '../helpers/logs'
-import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
 let dir: string
+let tokenFile: string
 let token: string
 /** Listens on the port a wildcard route names and has no upstream for. */
 let requestedPort: TestUpstream
@@ -31,9 +30,7 @@ let proxy: string
 let startLine: string
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'bearer-wildcard-port-'))
-  token = await signToken()
-  await createAtomicWriter(join(dir, 'tokens')).write({ token })
+  ;({ dir, token, tokenFile } = await createTokenDir())
   ;[requestedPort, templated, decoy] = await Promise.all([startUpstream(), startUpstream(), startUpstream()])
   const routes = join(dir, 'routes.json')
   await writeFile(
@@ -49,7 +46,7 @@ beforeAll(async () => {
   const logs = captureLogs()
   const config = loadEgressConfig({
     ROUTES_FILE: routes,
-    TOKEN_FILE: join(dir, 'tokens', 'token'),
+    TOKEN_FILE: tokenFile,
     LISTEN_ADDR: '127.0.0.1:0',
     ADMIN_ADDR: '127.0.0.1:0',
   })
