@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -6,17 +5,9 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { environmentVariables } from '../src/config'
+import { runCli } from './helpers/cli'
 
-const cli = join(__dirname, '..', 'dist', 'cli.js')
 const packageVersion = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version
-
-function runCli(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 10_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
-    )
-  })
-}
 
 test.each(['egress', 'auth-server', 'ingress', 'injector', 'client', 'demo'])('%s --help describes the command', async (command) => {
   const { code, stdout } = await runCli([command, '--help'])
@@ -37,7 +28,7 @@ test.each([
   ['client', { TARGET_URL: 'http://x', INTERVAL: 'soon' }, 'INTERVAL="soon"'],
   ['injector', { TLS_CERT_FILE: '/nonexistent/tls.crt', TLS_KEY_FILE: '/nonexistent/tls.key' }, 'SIDECAR_IMAGE is required'],
 ])('%s with bad configuration exits 2 with one line naming the variable', async (command, env, message) => {
-  const { code, stderr } = await runCli([command], env)
+  const { code, stderr } = await runCli([command], { env })
   expect(code).toBe(2)
   expect(stderr).toContain(message)
   expect(stderr.trim().split('\n')).toHaveLength(1)
@@ -57,9 +48,11 @@ test('egress in google mode with a credential file lacking a field exits 2 with 
       }),
     )
     const { code, stderr } = await runCli(['egress'], {
-      CLIENT_MODE: 'google',
-      TARGET_URL: 'https://run.example',
-      GOOGLE_APPLICATION_CREDENTIALS: file,
+      env: {
+        CLIENT_MODE: 'google',
+        TARGET_URL: 'https://run.example',
+        GOOGLE_APPLICATION_CREDENTIALS: file,
+      },
     })
     expect(code).toBe(2)
     expect(stderr.trim().split('\n')).toHaveLength(1)
@@ -105,9 +98,11 @@ test('a listener whose port is taken fails with exit 1 and one line naming the a
   const { port } = taken.address() as AddressInfo
   try {
     const { code, stderr } = await runCli(['egress'], {
-      TARGET_URL: 'http://127.0.0.1:9',
-      LISTEN_ADDR: `127.0.0.1:${port}`,
-      ADMIN_ADDR: '127.0.0.1:0',
+      env: {
+        TARGET_URL: 'http://127.0.0.1:9',
+        LISTEN_ADDR: `127.0.0.1:${port}`,
+        ADMIN_ADDR: '127.0.0.1:0',
+      },
     })
     expect(code).toBe(1)
     expect(stderr.trim()).toBe(`bearer-sidecar: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE)`)
@@ -133,7 +128,7 @@ test.each([
     'LISTEN_ADDR="127.0.0.1:99999": port must be a whole number from 0 to 65535',
   ],
 ])('%s: a bad file or list variable is caught at load: exit 2, one line', async (command, env, message) => {
-  const { code, stderr } = await runCli([command], env)
+  const { code, stderr } = await runCli([command], { env })
   expect(code).toBe(2)
   expect(stderr).toContain(message)
   expect(stderr.trim().split('\n')).toHaveLength(1)

@@ -1,11 +1,11 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { access } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname } from 'node:path'
 import { parseDemoOptions, runDemo } from '../../src/commands/demo'
 import { ConfigError } from '../../src/errors'
+import { cliPath, runCli } from '../helpers/cli'
 
-const cli = join(__dirname, '..', '..', 'dist', 'cli.js')
 const ansiEscape = '\x1b['
 const ansiCode = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, 'g')
 
@@ -79,16 +79,8 @@ test('google mode without --duration: runs until closed (Ctrl-C), prints the sum
 })
 
 describe('the demo command', () => {
-  function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      execFile(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH }, timeout: 15_000 }, (error, stdout, stderr) =>
-        resolve({ code: error ? (error.code as number) : 0, stdout, stderr }),
-      )
-    })
-  }
-
   test('--duration stops by itself: exit 0, a plain-text timeline and summary on stdout, nothing on stderr', async () => {
-    const { code, stdout, stderr } = await runCli(['demo', '--duration', '3'])
+    const { code, stdout, stderr } = await runCli(['demo', '--duration', '3'], { timeoutMs: 15_000 })
     expect(stderr).toBe('')
     expect(code).toBe(0)
     expect(stdout).toMatch(/^bearer-sidecar demo, kubernetes mode, on loopback for 3 s\n/)
@@ -98,7 +90,7 @@ describe('the demo command', () => {
   })
 
   test('Ctrl-C (SIGINT) without --duration: the summary, exit 0, the token directory removed', async () => {
-    const child: ChildProcess = spawn(process.execPath, [cli, 'demo'], {
+    const child: ChildProcess = spawn(process.execPath, [cliPath, 'demo'], {
       env: { PATH: process.env.PATH },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
@@ -124,7 +116,7 @@ describe('the demo command', () => {
     [['--bogus'], "invalid flags: Unknown option '--bogus'"],
     [['--duration'], "invalid flags: Option '--duration <value>' argument missing"],
   ])('%j exits 2 with one line naming the flag', async (args, message) => {
-    const { code, stdout, stderr } = await runCli(['demo', ...args])
+    const { code, stdout, stderr } = await runCli(['demo', ...args], { timeoutMs: 15_000 })
     expect(code).toBe(2)
     expect(stderr).toContain(message)
     expect(stderr.trim().split('\n')).toHaveLength(1)

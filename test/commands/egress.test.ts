@@ -1,20 +1,17 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { EventEmitter, once } from 'node:events'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { request } from 'undici'
 import { createAtomicWriter } from '../../src/demo/kubelet'
 import { startMetadataServer } from '../../src/demo/metadata-server'
 import { listen } from '../../src/lifecycle'
+import { startCli } from '../helpers/cli'
 import { federation, startGoogleApis } from '../helpers/google-apis'
 import { googleIdTokenMinter } from '../helpers/google-metadata'
 import { signToken } from '../helpers/sign-token'
-
-const cli = join(__dirname, '..', '..', 'dist', 'cli.js')
 
 let dir: string
 let upstream: Server
@@ -39,41 +36,10 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true })
 })
 
-interface RunningCli {
-  child: ChildProcess
-  proxy: string
-  admin: string
-  /** Resolves with the first log line (already written or still to come) that satisfies `match`. */
-  logged(match: (entry: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>
-}
-
 /** `node dist/cli.js egress` on free ports; resolves once its start-up line names them. */
-async function startCli(env: Record<string, string>): Promise<RunningCli> {
-  const child = spawn(process.execPath, [cli, 'egress'], {
-    env: { PATH: process.env.PATH, LISTEN_ADDR: '127.0.0.1:0', ADMIN_ADDR: '127.0.0.1:0', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const entries: Array<Record<string, unknown>> = []
-  const lines = new EventEmitter()
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    const entry = JSON.parse(line)
-    entries.push(entry)
-    lines.emit('entry', entry)
-  })
-  const logged = (match: (entry: Record<string, unknown>) => boolean) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
-      const seen = entries.find(match)
-      if (seen) return resolve(seen)
-      const onEntry = (entry: Record<string, unknown>) => {
-        if (!match(entry)) return
-        lines.off('entry', onEntry)
-        resolve(entry)
-      }
-      lines.on('entry', onEntry)
-      child.once('exit', () => reject(new Error('egress exited before logging the line awaited')))
-    })
-  const started = await logged((entry) => typeof entry.listen === 'string')
-  return { child, proxy: `http://${started.listen}`, admin: `http://${started.admin}`, logged }
+async function startEgressCli(env: Record<string, string>) {
+  const running = await startCli('egress', { LISTEN_ADDR: '127.0.0.1:0', ADMIN_ADDR: '127.0.0.1:0', ...env })
+  return { ...running, proxy: `http://${running.started.listen}`, admin: `http://${running.started.admin}` }
 }
 
 /** Whether a connection to `port` is refused within `attempts` tries (each try a full connect round trip). */
@@ -98,7 +64,7 @@ const text = async (url: string) => {
 }
 
 test('admin: healthz, readyz while a token is held, metrics; SIGTERM drains in-flight requests and exits 0', async () => {
-  const { child, proxy, admin, logged } = await startCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'tokens', 'token') })
+  const { child, proxy, admin, logged } = await startEgressCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'tokens', 'token') })
   const exited = once(child, 'exit')
   try {
     expect(await text(`${admin}/healthz`)).toEqual({ status: 200, body: 'ok\n' })
@@ -123,7 +89,7 @@ test('admin: healthz, readyz while a token is held, metrics; SIGTERM drains in-f
 
 test('metrics name requests by route and status, and the token by its file', async () => {
   const tokenFile = join(dir, 'tokens', 'token')
-  const { child, proxy, admin } = await startCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: tokenFile })
+  const { child, proxy, admin } = await startEgressCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: tokenFile })
   try {
     const pending = request(`${proxy}/counted`)
     await once(upstream, 'held')
@@ -140,7 +106,7 @@ test('metrics name requests by route and status, and the token by its file', asy
 })
 
 test('readyz is 503 with the reason while the token file is missing', async () => {
-  const { child, admin } = await startCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'absent', 'token') })
+  const { child, admin } = await startEgressCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'absent', 'token') })
   try {
     const ready = await text(`${admin}/readyz`)
     expect(ready.status).toBe(503)
@@ -157,7 +123,7 @@ test('google mode with an external_account file: the start-up line names it, /re
   const apis = await startGoogleApis()
   await createAtomicWriter(join(dir, 'federated')).write({ token: await signToken({ aud: federation.poolAudience }) })
   const files = apis.writeCredentialFiles(dir, join(dir, 'federated', 'token'))
-  const running = await startCli({
+  const running = await startEgressCli({
     CLIENT_MODE: 'google',
     TARGET_URL: upstreamUrl,
     GOOGLE_APPLICATION_CREDENTIALS: files.externalAccount,

@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process'
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +7,7 @@ import { type LocalIssuer, startLocalIssuer } from '../../src/demo/issuer'
 import { createAtomicWriter } from '../../src/demo/kubelet'
 import { type LocalMetadataServer, startMetadataServer } from '../../src/demo/metadata-server'
 import type { Service } from '../../src/lifecycle'
+import { type CliRun, runCli } from '../helpers/cli'
 import { startGoogleApis } from '../helpers/google-apis'
 import { googleIdTokenMinter, serviceAccountEmail } from '../helpers/google-metadata'
 import { claimsOf, signedByStranger } from '../helpers/issuer-fixtures'
@@ -16,15 +16,11 @@ import { closedPort } from '../helpers/ports'
 import { createTestCertificates } from '../helpers/tls'
 import { startUpstream, type TestUpstream } from '../helpers/upstream'
 
-const cli = join(__dirname, '..', '..', 'dist', 'cli.js')
 const audience = 'https://auth-server.test'
 /** An unprivileged user, for the unreadable file: the suite runs as root in CI, and root reads any file whatever its mode. */
 const nobody = 65534
 
-interface DoctorRun {
-  code: number | null
-  stdout: string
-  stderr: string
+interface DoctorRun extends CliRun {
   report?: { ok: boolean; checks: Array<{ name: string; ok: boolean; detail: string }> }
 }
 
@@ -77,17 +73,10 @@ afterAll(async () => {
  * Every output is scanned: no token, and no token's signature, may appear in it.
  */
 async function doctor(env: Record<string, string>, args: string[] = ['--json'], user?: number): Promise<DoctorRun> {
-  const run = await new Promise<DoctorRun>((resolve) => {
-    execFile(
-      process.execPath,
-      [cli, 'doctor', ...args],
-      {
-        env: { PATH: process.env.PATH, ADMIN_ADDR: `127.0.0.1:${refusedPort}`, ...env },
-        timeout: 30_000,
-        ...(user === undefined ? {} : { uid: user, gid: user }),
-      },
-      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
-    )
+  const run = await runCli(['doctor', ...args], {
+    env: { ADMIN_ADDR: `127.0.0.1:${refusedPort}`, ...env },
+    timeoutMs: 30_000,
+    user,
   })
   const output = run.stdout + run.stderr
   expect(secrets.filter((secret) => output.includes(secret) || output.includes(secret.split('.')[2] ?? secret))).toEqual([])

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process'
 import { createPrivateKey } from 'node:crypto'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -11,6 +10,7 @@ import { createAtomicWriter } from '../../src/demo/kubelet'
 import { maxReviewBytes } from '../../src/injector/server'
 import type { Service } from '../../src/lifecycle'
 import { admissionReview, replicaSetPod } from '../helpers/admission'
+import { type RunningCli, startCli } from '../helpers/cli'
 import { curl } from '../helpers/clients'
 import { type CapturedLogs, captureLogs } from '../helpers/logs'
 import { createTestCertificates, type TestCertificates } from '../helpers/tls'
@@ -246,28 +246,17 @@ test('the CLI command starts, answers over TLS, and exits 0 on SIGTERM', async (
   const dir = mkdtempSync(join(tmpdir(), 'bearer-injector-cli-'))
   writeFileSync(join(dir, 'tls.crt'), certs.cert)
   writeFileSync(join(dir, 'tls.key'), certs.key)
-  const child = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'injector'], {
-    env: {
-      PATH: process.env.PATH,
+  let running: RunningCli | undefined
+  try {
+    running = await startCli('injector', {
       INJECTOR_ADDR: '127.0.0.1:0',
       ADMIN_ADDR: '127.0.0.1:0',
       TLS_CERT_FILE: join(dir, 'tls.crt'),
       TLS_KEY_FILE: join(dir, 'tls.key'),
       SIDECAR_IMAGE: 'registry.example/bearer-sidecar:0.2.0',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  try {
-    let output = ''
-    const started = new Promise<Record<string, string>>((resolve, reject) => {
-      child.stdout.on('data', (chunk) => {
-        output += chunk
-        const line = output.split('\n').find((l) => l.includes('"listen"'))
-        if (line) resolve(JSON.parse(line))
-      })
-      child.once('exit', (code) => reject(new Error(`exited ${code} before listening: ${output}`)))
     })
-    const port = Number((await started).listen!.split(':').pop())
+    const { child } = running
+    const port = Number(String(running.started.listen).split(':').pop())
     const doc = admissionReview(replicaSetPod())
     const answer = await send(port, certs.ca, { body: JSON.stringify(doc) })
     expect(JSON.parse(answer.body).response.uid).toBe(doc.request.uid)
@@ -275,7 +264,7 @@ test('the CLI command starts, answers over TLS, and exits 0 on SIGTERM', async (
     child.kill('SIGTERM')
     expect((await exited)[0]).toBe(0)
   } finally {
-    child.kill('SIGKILL')
+    running?.kill()
     rmSync(dir, { recursive: true, force: true })
   }
 })

@@ -2,10 +2,9 @@
 // without a word, and then any pod that could reach this one could send requests with its
 // identity. Now such an address needs ALLOW_NON_LOOPBACK_LISTEN=true, and start warns; without
 // it, start fails (exit 2) naming the risk.
-import { execFile } from 'node:child_process'
-import { join } from 'node:path'
 import { runEgress } from '../../src/commands/egress'
 import { loadEgressConfig } from '../../src/config'
+import { runCli } from '../helpers/cli'
 import { captureLogs } from '../helpers/logs'
 
 const target = { TARGET_URL: 'http://127.0.0.1:9', TOKEN_FILE: '/nonexistent/token', ADMIN_ADDR: '127.0.0.1:0' }
@@ -30,15 +29,7 @@ test.each(['127.0.0.1:15080', '127.0.0.53:15080', '[::1]:15080', 'localhost:1508
 )
 
 test('the CLI exits 2 with one line naming the risk', async () => {
-  const cli = join(__dirname, '..', '..', 'dist', 'cli.js')
-  const { code, stderr } = await new Promise<{ code: unknown; stderr: string }>((resolve) =>
-    execFile(
-      process.execPath,
-      [cli, 'egress'],
-      { env: { PATH: process.env.PATH, ...target, LISTEN_ADDR: ':15080' }, timeout: 10_000 },
-      (error, _stdout, stderr) => resolve({ code: error?.code ?? 0, stderr }),
-    ),
-  )
+  const { code, stderr } = await runCli(['egress'], { env: { ...target, LISTEN_ADDR: ':15080' } })
   expect(code).toBe(2)
   expect(stderr.trim().split('\n')).toEqual([expect.stringMatching(risk)])
 })
