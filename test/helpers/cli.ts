@@ -1,7 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { EventEmitter } from 'node:events'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { createLineLog } from './logs'
 
 /** The built CLI: tests run what ships (`npm test` builds first). */
 export const cliPath = join(__dirname, '..', '..', 'dist', 'cli.js')
@@ -53,26 +53,13 @@ export async function startCli(command: string, env: NodeJS.ProcessEnv): Promise
     env: { PATH: process.env.PATH, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
-  const entries: Array<Record<string, unknown>> = []
-  const lines = new EventEmitter()
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    const entry = JSON.parse(line) as Record<string, unknown>
-    entries.push(entry)
-    lines.emit('entry', entry)
-  })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  const logged = (match: (entry: Record<string, unknown>) => boolean) =>
-    new Promise<Record<string, unknown>>((resolve, reject) => {
-      const seen = entries.find(match)
-      if (seen) return resolve(seen)
-      const onEntry = (entry: Record<string, unknown>) => {
-        if (!match(entry)) return
-        lines.off('entry', onEntry)
-        resolve(entry)
-      }
-      lines.on('entry', onEntry)
-      void exited.then(() => reject(new Error(`${command} exited before logging the line awaited`)))
-    })
+  const log = createLineLog()
+  createInterface({ input: child.stdout! }).on('line', (line) => log.add(line))
+  const exited = new Promise<never>((_resolve, reject) =>
+    child.once('exit', () => reject(new Error(`${command} exited before logging the line awaited`))),
+  )
+  exited.catch(() => {})
+  const logged = (match: (entry: Record<string, unknown>) => boolean) => Promise.race([log.waitFor(match), exited])
   const kill = () => void child.kill('SIGKILL')
   try {
     return { child, started: await logged((entry) => typeof entry.listen === 'string'), logged, kill }
