@@ -9,6 +9,7 @@ import { createMetrics } from '../../src/metrics'
 import { createGoogleIdTokens } from '../../src/tokens/google-id-tokens'
 import { createGoogleTokenSource } from '../../src/tokens/google-source'
 import type { TokenSource } from '../../src/tokens/token-source'
+import { createOffsetClock } from '../helpers/clock'
 import { startEgress } from '../helpers/egress'
 import { nextEvent } from '../helpers/events'
 import { type CredentialFiles, federation, type GoogleApisOptions, type LocalGoogleApis, startGoogleApis } from '../helpers/google-apis'
@@ -21,8 +22,8 @@ const first = 'https://first.example'
 const second = 'https://second.example'
 
 /** The tests' clock: the token source and the ID-token minter share it. */
-let clockOffset = 0
-const now = () => Date.now() + clockOffset
+const clock = createOffsetClock()
+const { now } = clock
 
 const metadata = withLocalMetadataServer()
 let upstream: TestUpstream
@@ -38,7 +39,7 @@ beforeAll(async () => {
 afterAll(() => upstream.close())
 
 beforeEach(async () => {
-  clockOffset = 0
+  clock.reset()
   dir = mkdtempSync(join(tmpdir(), 'bearer-federated-'))
   kubelet = createAtomicWriter(join(dir, 'tokens'))
   await kubelet.write({ token: await signToken({ aud: federation.poolAudience }) })
@@ -129,7 +130,7 @@ test('10,000 requests on two routes: each carries an ID token for its own audien
 
     // One ID-token lifetime later (the access token, an hour long on Google's clock, still holds):
     // one more mint per audience, however many requests.
-    clockOffset += 3600_000 - 60_000
+    clock.advance(3600_000 - 60_000)
     const refreshed = Promise.all([first, second].map((audience) => nextEvent(tokenSource, 'update', audience)))
     await Promise.all([fire(egress.port, 200, 'reverse'), fire(egress.port, 200, 'forward')])
     await refreshed
@@ -154,14 +155,14 @@ test('through an outage of STS and IAM the cached tokens are served until they e
     apis.setFault('sts', 'down')
     apis.setFault('iam', 'down')
     // Past the refresh point, before the expiry: the refresh fails, the held token still serves.
-    clockOffset += 400_000
+    clock.advance(400_000)
     const failed = nextEvent(tokenSource, 'failure', first, { timeoutMs: 8000 })
     const during = await fire(egress.port, 200, 'reverse')
     expect(during.every((answer) => answer.status === 200 && answer.audience === first)).toBe(true)
     expect((await failed).message).toContain('STS')
 
     // Past the expiry: never sent; 503 with the code.
-    clockOffset += 200_000
+    clock.advance(200_000)
     const expired = await fire(egress.port, 20, 'reverse')
     expect(expired.every((answer) => answer.status === 503 && answer.code === 'ERR_TOKEN_EXPIRED')).toBe(true)
 
@@ -186,14 +187,14 @@ test('the projected token the kubelet rotates in is what the next exchange sends
     await kubelet.write({ token: rotated })
     const exchanged = apis.subjectTokens.length
     // Past the refresh point: the next request triggers the refresh, served meanwhile by the held token.
-    clockOffset += 400_000
+    clock.advance(400_000)
     const refreshed = nextEvent(tokenSource, 'update', first)
     await fire(egress.port, 1, 'reverse')
     const token = await refreshed
     expect(new Set(apis.subjectTokens.slice(exchanged))).toEqual(new Set([rotated]))
     const after = await fire(egress.port, 10, 'reverse')
     expect(after.every((answer) => answer.status === 200 && answer.token === token.value)).toBe(true)
-    expect(token.expiresAt).toBeGreaterThan(Date.now() + clockOffset + 500_000)
+    expect(token.expiresAt).toBeGreaterThan(now() + 500_000)
   } finally {
     await running.close()
   }

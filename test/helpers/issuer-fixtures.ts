@@ -3,33 +3,6 @@ import { exportSPKI, generateKeyPair, importJWK, SignJWT } from 'jose'
 import type { VerifierConfig } from '../../src/config'
 import type { LocalIssuer } from '../../src/demo/issuer'
 
-/** Every timer jest could fake except Date: time moves only by `jest.setSystemTime`, while sockets and timeouts stay real. */
-export function fakeDateOnly(now = Date.UTC(2030, 0, 1)): void {
-  jest.useFakeTimers({
-    now,
-    doNotFake: [
-      'hrtime',
-      'nextTick',
-      'performance',
-      'queueMicrotask',
-      'requestAnimationFrame',
-      'cancelAnimationFrame',
-      'requestIdleCallback',
-      'cancelIdleCallback',
-      'setImmediate',
-      'clearImmediate',
-      'setInterval',
-      'clearInterval',
-      'setTimeout',
-      'clearTimeout',
-    ],
-  })
-}
-
-export function advanceClock(ms: number): void {
-  jest.setSystemTime(Date.now() + ms)
-}
-
 export const audience = 'https://auth-server.test'
 
 export function verifierConfig(issuers: LocalIssuer[], overrides: Partial<VerifierConfig> = {}): VerifierConfig {

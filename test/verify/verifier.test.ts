@@ -6,12 +6,11 @@ import { listen } from '../../src/lifecycle'
 import { createMetrics, type Metrics } from '../../src/metrics'
 import { createAuthHandler } from '../../src/verify/middleware'
 import { createVerifier, type Verifier, verifierDefaults } from '../../src/verify/verifier'
+import { advanceClock, fakeDateOnly } from '../helpers/clock'
 import {
-  advanceClock,
   audience,
   bearer,
   claimsOf,
-  fakeDateOnly,
   get,
   hmacWithPublicKey,
   signedByStranger,
