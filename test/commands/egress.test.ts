@@ -1,8 +1,7 @@
 import { once } from 'node:events'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { createAtomicWriter } from '../../src/demo/kubelet'
@@ -12,16 +11,17 @@ import { startCli } from '../helpers/cli'
 import { federation, startGoogleApis } from '../helpers/google-apis'
 import { googleIdTokenMinter } from '../helpers/google-metadata'
 import { signToken } from '../helpers/sign-token'
+import { createTokenDir } from '../helpers/token-dir'
 
 let dir: string
+let tokenFile: string
 let upstream: Server
 let upstreamUrl: string
 /** Requests the upstream holds until the test lets them go. */
 const held: Array<{ req: IncomingMessage; res: ServerResponse }> = []
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'bearer-run-'))
-  await createAtomicWriter(join(dir, 'tokens')).write({ token: await signToken() })
+  ;({ dir, tokenFile } = await createTokenDir())
   upstream = createServer((req, res) => {
     held.push({ req, res })
     upstream.emit('held')
@@ -64,7 +64,7 @@ const text = async (url: string) => {
 }
 
 test('admin: healthz, readyz while a token is held, metrics; SIGTERM drains in-flight requests and exits 0', async () => {
-  const { child, proxy, admin, logged } = await startEgressCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: join(dir, 'tokens', 'token') })
+  const { child, proxy, admin, logged } = await startEgressCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: tokenFile })
   const exited = once(child, 'exit')
   try {
     expect(await text(`${admin}/healthz`)).toEqual({ status: 200, body: 'ok\n' })
@@ -88,7 +88,6 @@ test('admin: healthz, readyz while a token is held, metrics; SIGTERM drains in-f
 })
 
 test('metrics name requests by route and status, and the token by its file', async () => {
-  const tokenFile = join(dir, 'tokens', 'token')
   const { child, proxy, admin } = await startEgressCli({ TARGET_URL: upstreamUrl, TOKEN_FILE: tokenFile })
   try {
     const pending = request(`${proxy}/counted`)
