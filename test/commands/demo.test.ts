@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
+import { EventEmitter, once } from 'node:events'
 import { access } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { parseDemoOptions, runDemo } from '../../src/commands/demo'
@@ -12,7 +12,12 @@ const ansiCode = new RegExp(`${String.fromCharCode(27)}\\[\\d+m`, 'g')
 /** A stand-in for stdout that keeps what the timeline writes. */
 function captureOutput(isTTY: boolean) {
   const chunks: string[] = []
-  return { output: { isTTY, write: (text: string) => chunks.push(text) }, text: () => chunks.join('') }
+  const writes = new EventEmitter()
+  const write = (text: string) => {
+    chunks.push(text)
+    writes.emit('write')
+  }
+  return { output: { isTTY, write }, text: () => chunks.join(''), writes }
 }
 
 async function gone(path: string): Promise<boolean> {
@@ -57,16 +62,11 @@ test('kubernetes mode: every request is verified across kubelet rotations, exit 
 
 test('google mode without --duration: runs until closed (Ctrl-C), prints the summary then, and restores the environment', async () => {
   const before = process.env.GCE_METADATA_HOST
-  const { output, text } = captureOutput(true)
+  const { output, text, writes } = captureOutput(true)
   const demo = await runDemo({ mode: 'google', output }, { NO_COLOR: '1' })
   expect(demo.finished).toBeUndefined()
-  await new Promise<void>((resolve) => {
-    const poll = setInterval(() => {
-      if (demo.summary().requests < 3) return
-      clearInterval(poll)
-      resolve()
-    }, 100)
-  })
+  // Each request's line is a write: wait on them instead of polling the summary on a timer.
+  while (demo.summary().requests < 3) await once(writes, 'write')
   await demo.close()
 
   const summary = demo.summary()
