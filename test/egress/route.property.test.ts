@@ -16,6 +16,15 @@ beforeAll(() => {
 })
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
+let routesFiles = 0
+/** The egress config of a generated set-up, its routes written to a fresh file for the loader to read. */
+function configFor(setup: { clientMode: string; targetUrl?: string; routes: RouteSpec[] }) {
+  const routesFile = join(dir, `routes-${routesFiles++}.json`)
+  writeFileSync(routesFile, JSON.stringify({ routes: setup.routes }))
+  const target = setup.targetUrl ? { TARGET_URL: setup.targetUrl } : {}
+  return loadEgressConfig({ CLIENT_MODE: setup.clientMode, ROUTES_FILE: routesFile, TOKEN_FILE: '/tokens/default', ...target })
+}
+
 /** Few labels, so that generated targets often name, or nearly name, a configured host. */
 const label = fc.constantFrom('api', 'svc', 'run', 'app', 'example', 'com', 'internal', 'evil', 'a', 'x1')
 const dnsName = fc.array(label, { minLength: 1, maxLength: 3 }).map((labels) => labels.join('.'))
@@ -147,7 +156,6 @@ interface Compiled {
 }
 
 test('a token only ever goes to an upstream configured for it, under that routeâ€™s key; only BadRequestError is thrown', () => {
-  let counter = 0
   fc.assert(
     fc.property(
       setup.chain((s) => {
@@ -161,14 +169,7 @@ test('a token only ever goes to an upstream configured for it, under that routeâ
         )
       }),
       ([s, requests]) => {
-        const routesFile = join(dir, `routes-${counter++}.json`)
-        writeFileSync(routesFile, JSON.stringify({ routes: s.routes }))
-        const config = loadEgressConfig({
-          CLIENT_MODE: s.clientMode,
-          ROUTES_FILE: routesFile,
-          TOKEN_FILE: '/tokens/default',
-          ...(s.targetUrl ? { TARGET_URL: s.targetUrl } : {}),
-        })
+        const config = configFor(s)
         const router = createRouter(config)
         const compiled: Compiled[] = config.routes.map((route) => {
           const [, host, p] = /^(.*?)(?::(\d+))?$/.exec(route.host)!
@@ -254,7 +255,6 @@ test('a token only ever goes to an upstream configured for it, under that routeâ
 
 test('a wildcard route sends each host it matches exactly where the exact route for that host would', () => {
   const template = fc.constantFrom(undefined, 'http://*', 'https://*', 'http://*:80', 'https://*:443', 'http://*:8080', 'https://*:8443')
-  let counter = 0
   fc.assert(
     fc.property(
       fc.record({
@@ -270,9 +270,7 @@ test('a wildcard route sends each host it matches exactly where the exact route 
       (s) => {
         const host = `${s.subdomain}.${s.suffix}`
         const routerFor = (route: RouteSpec) => {
-          const routesFile = join(dir, `equivalence-${counter++}.json`)
-          writeFileSync(routesFile, JSON.stringify({ routes: [route] }))
-          return createRouter(loadEgressConfig({ CLIENT_MODE: s.clientMode, ROUTES_FILE: routesFile, TOKEN_FILE: '/tokens/default' }))
+          return createRouter(configFor({ clientMode: s.clientMode, routes: [route] }))
         }
         const common = { audience: s.audience, tokenFile: s.tokenFile }
         const wildcard = routerFor({ host: withPort(`*.${s.suffix}`, s.port), upstream: s.upstream, ...common })
@@ -293,7 +291,6 @@ test('a wildcard route sends each host it matches exactly where the exact route 
 })
 
 test('HTTP/2 :authority and CONNECT tunnels: a token goes only to the route the authority names (HTTP/2 otherwise to TARGET_URL); a tunnel is served only for a route host', () => {
-  let counter = 0
   fc.assert(
     fc.property(
       setup.chain((s) => {
@@ -306,14 +303,7 @@ test('HTTP/2 :authority and CONNECT tunnels: a token goes only to the route the 
         return fc.tuple(fc.constant(s), fc.array(authority, { minLength: 1, maxLength: 12 }))
       }),
       ([s, authorities]) => {
-        const routesFile = join(dir, `routes-authority-${counter++}.json`)
-        writeFileSync(routesFile, JSON.stringify({ routes: s.routes }))
-        const config = loadEgressConfig({
-          CLIENT_MODE: s.clientMode,
-          ROUTES_FILE: routesFile,
-          TOKEN_FILE: '/tokens/default',
-          ...(s.targetUrl ? { TARGET_URL: s.targetUrl } : {}),
-        })
+        const config = configFor(s)
         const router = createRouter(config)
         // The route an authority names, decided independently: a plain host[:port], port 80 by default.
         const namedRoute = (authority: string) => {
