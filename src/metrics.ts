@@ -27,13 +27,13 @@ export function createMetrics() {
     }),
     tokenRefreshes: new Counter({
       name: 'bearer_sidecar_token_refreshes_total',
-      help: 'New tokens taken up by a token source, by key (file path or audience) and, in google mode, source',
+      help: 'New tokens taken up by a token source, by key (file path or audience) and source (file, metadata, or a credential type)',
       labelNames: ['key', 'source'] as const,
       registers,
     }),
     tokenFailures: new Counter({
       name: 'bearer_sidecar_token_failures_total',
-      help: 'Failed token reads or fetches, by key, error code and, in google mode, source',
+      help: 'Failed token reads or fetches, by key, error code and source (file, metadata, or a credential type)',
       labelNames: ['key', 'reason', 'source'] as const,
       registers,
     }),

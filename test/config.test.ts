@@ -9,6 +9,7 @@ describe('egress configuration', () => {
     expect(config.clientMode).toBe('kubernetes')
     expect(config.tokenHeaders).toEqual(['Authorization'])
     expect(config.upstreamTimeoutMs).toBe(Number(defaults.upstreamTimeout) * 1000)
+    expect(config.tokenMinValidityMs).toBe(15_000)
     expect(config.routes).toEqual([
       { host: 'auth-server:8080', upstream: 'http://auth-server:8080', audience: undefined, tokenFile: defaults.tokenFile },
     ])
@@ -57,6 +58,7 @@ describe('egress configuration', () => {
     [{ TARGET_URL: 'http://h', CLIENT_MODE: 'gke' }, /CLIENT_MODE="gke": must be kubernetes or google/],
     [{ TARGET_URL: 'http://h', UPSTREAM_TIMEOUT: 'abc' }, /UPSTREAM_TIMEOUT="abc": must be a/],
     [{ TARGET_URL: 'http://h', UPSTREAM_TIMEOUT: '-1' }, /UPSTREAM_TIMEOUT="-1": must be a positive/],
+    [{ TARGET_URL: 'http://h', TOKEN_MIN_VALIDITY: '0' }, /TOKEN_MIN_VALIDITY="0": must be a positive/],
     [{ TARGET_URL: 'http://h', TOKEN_HEADER: 'Bad Header' }, /TOKEN_HEADER/],
     [{ TARGET_URL: 'http://h', UPSTREAM_CA_FILE: '/nonexistent.pem' }, /UPSTREAM_CA_FILE=.*cannot be read \(ENOENT\)/],
     [{ AUDIENCE: 'x', ROUTES_FILE: yamlRoutes.path }, /AUDIENCE needs TARGET_URL/],

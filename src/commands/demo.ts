@@ -22,8 +22,7 @@ export const demoDefaults = {
   mode: 'kubernetes',
   /**
    * Seconds from a token's `iat` to its `exp`. Short, so rotation shows within a minute. Google
-   * mode needs more than 20 s: the sidecar refreshes an ID token at half its lifetime and never
-   * sends one with less than 10 s left.
+   * mode needs more than 20 s: the sidecar refreshes an ID token at half its lifetime.
    */
   tokenLifetimeSec: { kubernetes: 20, google: 30 },
   /**
@@ -172,6 +171,9 @@ export async function runDemo(options: DemoOptions, env: Env): Promise<DemoServi
       LISTEN_ADDR: `127.0.0.1:${egressPort}`,
       ADMIN_ADDR: `127.0.0.1:${egressAdminPort}`,
       SHUTDOWN_TIMEOUT: '2',
+      // The demo's tokens live seconds and are renewed a second before they expire; on loopback a
+      // connect takes no time, so the minimum validity left for a slow connect can be that short.
+      TOKEN_MIN_VALIDITY: '0.5',
       // Debug, for the per-request line carrying the token's fingerprint; the timeline keeps what matters.
       LOG_LEVEL: 'debug',
     }

@@ -16,17 +16,17 @@ export async function runEgress(config: EgressConfig, logger: Logger): Promise<S
     config.clientMode === 'google'
       ? (await import('../tokens/google-id-tokens.js')).createGoogleIdTokens(config.googleCredentials)
       : undefined
+  const minValidityMs = config.tokenMinValidityMs
   const tokenSource: TokenSource = idTokens
-    ? (await import('../tokens/google-source.js')).createGoogleTokenSource({ logger, metrics, idTokens })
-    : createFileTokenSource({ logger, metrics, audiences: expectedAudiences(config) })
+    ? (await import('../tokens/google-source.js')).createGoogleTokenSource({ logger, metrics, idTokens, minValidityMs })
+    : createFileTokenSource({ logger, metrics, minValidityMs, audiences: expectedAudiences(config) })
   registerTokenGauges(metrics, tokenSource)
   const egress = createEgressServer(config, { tokenSource, logger, metrics })
   const admin = createAdminServer({
     metrics,
     readiness: () => {
-      // Only tokens known before any request count: a wildcard route's per-host audience must not unready the pod.
-      const known = new Set(egress.router.preparedKeys)
-      const waiting = tokenSource.status().filter((status) => known.has(status.key) && !status.ready)
+      // status() lists the prepared keys only: a wildcard route's per-host audience never unreadies the pod.
+      const waiting = tokenSource.status().filter((status) => !status.ready)
       // A source's reason already names its key (`/path/token: file not found`).
       return { ready: waiting.length === 0, reasons: waiting.map((status) => status.reason ?? `${status.key}: no valid token`) }
     },

@@ -36,6 +36,8 @@ export interface EgressConfig {
   /** Forward a client's own TOKEN_HEADER value instead of overwriting it. */
   keepClientToken: boolean
   upstreamTimeoutMs: number
+  /** TOKEN_MIN_VALIDITY in milliseconds: a token with less left is not sent. */
+  tokenMinValidityMs: number
   /** PEM certificates trusted for HTTPS upstreams in addition to Node's CA store (UPSTREAM_CA_FILE). */
   upstreamCa?: string
   shutdownTimeoutMs: number
@@ -170,6 +172,7 @@ export function loadEgressConfig(env: Env): EgressConfig {
       tokenHeaders: values.tokenHeader,
       keepClientToken: values.keepClientToken,
       upstreamTimeoutMs: values.upstreamTimeout * 1000,
+      tokenMinValidityMs: values.tokenMinValidity * 1000,
       upstreamCa: values.upstreamCaFile?.pem,
       shutdownTimeoutMs: values.shutdownTimeout * 1000,
       logLevel: values.logLevel,

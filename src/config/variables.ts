@@ -1,3 +1,4 @@
+import { tokenHolderDefaults } from '../tokens/token-holder'
 import { createAllowedSubjects } from '../verify/allowed-subjects'
 import {
   absoluteUrl,
@@ -279,6 +280,13 @@ export const variables = {
     required: true,
     doc: 'the app, e.g. `http://127.0.0.1:3000`; its path is a prefix',
     commands: ['ingress'],
+  }),
+  tokenMinValidity: variable({
+    name: 'TOKEN_MIN_VALIDITY',
+    parse: timerSeconds,
+    default: String(tokenHolderDefaults.minValidityMs / 1000),
+    doc: `seconds a token must still be valid for to be sent: longer than the ${fixedTimeouts.connectMs / 1000} s connect deadline, so no token expires on the way; less left: \`503 ERR_TOKEN_EXPIRED\``,
+    commands: egress,
   }),
   upstreamTimeout: variable({
     name: 'UPSTREAM_TIMEOUT',

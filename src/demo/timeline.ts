@@ -107,7 +107,7 @@ export function createTimeline(options: TimelineOptions): Timeline {
       if (waiting) flushWaiting(request)
       else egressRequests.push(request)
     } else if (component === 'egress' && typeof entry.fingerprint === 'string' && typeof entry.expiresAt === 'string') {
-      // A token source's "token taken up" / "ID token fetched": the sidecar holds a new token.
+      // The token holder's "token taken up": the sidecar holds a new token.
       takenUp += 1
       if (takenUp > 1) counts.rotations += 1
       const written = issuedAt.get(entry.fingerprint)

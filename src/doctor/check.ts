@@ -1,5 +1,5 @@
 import { SidecarError } from '../errors'
-import { isoTime } from '../tokens/token'
+import { isoTime } from '../iso-time'
 
 /** One line of the doctor's report. A detail never carries a token: fingerprints only. */
 export interface Check {

@@ -1,9 +1,9 @@
 import { lstat, readlink, stat } from 'node:fs/promises'
 import { basename, dirname, join, resolve } from 'node:path'
 import { decodeJwt } from 'jose'
-import { readProblems, readTokenFile } from '../tokens/file-source'
-import { type ParsedToken, parseToken } from '../tokens/token'
-import { type Check, fail, pass, whenRelative } from './check'
+import { type ParsedToken, parseToken } from '../tokens/parse-token'
+import { readTokenFile } from '../tokens/token-file'
+import { type Check, describeError, doctorDefaults, fail, pass, whenRelative } from './check'
 
 /** A route expecting the file's token to carry `audience`. */
 export interface AudienceExpectation {
@@ -26,9 +26,9 @@ export async function checkTokenFile(path: string, expectations: AudienceExpecta
   const fileCheck = `token file ${path}`
   let raw: string
   try {
-    raw = await readTokenFile(path)
+    raw = await readTokenFile(path, AbortSignal.timeout(doctorDefaults.timeoutMs))
   } catch (error) {
-    return { checks: [fail(fileCheck, await unreadable(path, error as NodeJS.ErrnoException))] }
+    return { checks: [fail(fileCheck, await unreadable(path, error))] }
   }
   const checks = [pass(fileCheck, `readable; ${await layout(path)}`)]
   const tokenCheck = `token ${path}`
@@ -72,9 +72,12 @@ export async function checkTokenFile(path: string, expectations: AudienceExpecta
 }
 
 /** Why the file cannot be read, with what helps: for permission, its mode and owner against this process's user. */
-async function unreadable(path: string, error: NodeJS.ErrnoException): Promise<string> {
-  const reason = readProblems[error.code ?? ''] ?? `cannot be read (${error.message})`
-  if (error.code === 'ENOENT') {
+async function unreadable(path: string, error: unknown): Promise<string> {
+  if ((error as Error).name === 'TimeoutError') return `did not answer within ${doctorDefaults.timeoutMs} ms`
+  // The reader's message is the reason (`file not found`, `is a named pipe (FIFO), not a token file`); its cause, the errno.
+  const reason = describeError(error)
+  const code = ((error as { cause?: NodeJS.ErrnoException }).cause?.code ?? '') as string
+  if (code === 'ENOENT') {
     const dir = dirname(resolve(path))
     const dirExists = await stat(dir).then(
       () => true,
@@ -82,7 +85,7 @@ async function unreadable(path: string, error: NodeJS.ErrnoException): Promise<s
     )
     return dirExists ? `${reason}: ${dir} exists but holds no ${basename(path)}` : `${reason}: its directory ${dir} does not exist either`
   }
-  if (error.code === 'EACCES' || error.code === 'EPERM') {
+  if (code === 'EACCES' || code === 'EPERM') {
     const file = await stat(path).catch(() => undefined)
     const owner = file
       ? `mode ${(file.mode & 0o777).toString(8).padStart(4, '0')}, owner uid ${file.uid} gid ${file.gid}`

@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { rootCertificates } from 'node:tls'
 import { Agent, type Dispatcher } from 'undici'
-import { fixedTimeouts } from '../config'
 import { responseHeaders } from './headers'
 import { toUpstreamError } from './upstream-error'
 
 export interface ForwarderOptions {
   /** Milliseconds to wait for the upstream's response headers (then 504). */
   upstreamTimeoutMs: number
+  /** Milliseconds to connect, TLS included (then 504): the token in the headers must outlast it. */
+  connectTimeoutMs: number
   /** Extra PEM CA certificates trusted for HTTPS upstreams, besides Node's own store. */
   extraCa?: string
 }
@@ -37,7 +38,7 @@ export interface Forwarder {
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const agent = new Agent({
     connect: {
-      timeout: Math.min(options.upstreamTimeoutMs, fixedTimeouts.connectMs),
+      timeout: options.connectTimeoutMs,
       ...(options.extraCa ? { ca: [...rootCertificates, options.extraCa] } : {}),
     },
     headersTimeout: options.upstreamTimeoutMs,

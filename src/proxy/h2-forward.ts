@@ -15,6 +15,11 @@ import { toUpstreamError } from './upstream-error'
 export interface H2ForwarderOptions {
   /** Milliseconds to wait for the upstream's response headers, connecting included (then 504). */
   upstreamTimeoutMs: number
+  /**
+   * Milliseconds a new session may take to connect, TLS included (then 504). Requests wait for
+   * the connect with their token already in their headers: the token must outlast it.
+   */
+  connectTimeoutMs: number
   /** Extra PEM CA certificates trusted for `https://` upstreams, besides Node's own store. */
   extraCa?: string
 }
@@ -54,6 +59,13 @@ export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
     const forget = () => {
       if (sessions.get(origin) === session) sessions.delete(origin)
     }
+    // Destroying the session drops the streams still waiting for it: their headers are never sent.
+    const connectTimer = setTimeout(() => {
+      forget()
+      session.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' }))
+    }, options.connectTimeoutMs)
+    session.once('connect', () => clearTimeout(connectTimer))
+    session.once('close', () => clearTimeout(connectTimer))
     // A failed connect or a dropped session reaches each of its streams as their own error.
     session.on('error', forget)
     session.once('goaway', forget)
@@ -87,8 +99,9 @@ export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
           request.close(NGHTTP2_CANCEL)
         }, options.upstreamTimeoutMs)
 
-        request.on('error', (error) => {
-          failure ??= error
+        request.on('error', (error: NodeJS.ErrnoException & { cause?: unknown }) => {
+          // A stream that was still waiting for its session is cancelled with the session's own error as cause.
+          failure ??= error.code === 'ERR_HTTP2_STREAM_CANCEL' && error.cause ? (error.cause as NodeJS.ErrnoException) : error
         })
         request.once('response', (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number) => {
           clearTimeout(timer)
@@ -132,7 +145,9 @@ export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
     },
     async close() {
       await Promise.all(
-        [...sessions.values()].map((session) => new Promise<void>((resolve) => (session.closed ? resolve() : session.close(resolve)))),
+        [...sessions.values()].map(
+          (session) => new Promise<void>((resolve) => (session.closed || session.destroyed ? resolve() : session.close(resolve))),
+        ),
       )
       sessions.clear()
     },

@@ -94,8 +94,18 @@ const h2PrefaceStart = Buffer.from('PRI')
  */
 export function createProxyServer<D extends ProxyDestination>(options: ProxyServerOptions<D>): ProxyServer {
   const { logger } = options
-  const forwarder = createForwarder({ upstreamTimeoutMs: options.upstreamTimeoutMs, extraCa: options.extraCa })
-  const h2Forwarder = createH2Forwarder({ upstreamTimeoutMs: options.upstreamTimeoutMs, extraCa: options.extraCa })
+  /**
+   * One connect deadline (TLS included) for every way out: requests on either protocol, upgrades,
+   * tunnels. A token is chosen before the connect with at least TOKEN_MIN_VALIDITY left, which
+   * exceeds this deadline, so no token waits long enough to expire before it is sent.
+   */
+  const upstreamLimits = {
+    upstreamTimeoutMs: options.upstreamTimeoutMs,
+    connectTimeoutMs: Math.min(options.upstreamTimeoutMs, fixedTimeouts.connectMs),
+    extraCa: options.extraCa,
+  }
+  const forwarder = createForwarder(upstreamLimits)
+  const h2Forwarder = createH2Forwarder(upstreamLimits)
   const answered = (label: string, status: number) => options.onAnswer?.(label, status)
 
   /** A SidecarError passes as it is; anything else is a fault of ours, logged with its cause and answered 500. */
@@ -161,13 +171,7 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
     socket.on('error', () => socket.destroy())
     try {
       const { destination, headers } = await decideHttp1(req, keepUpgradeHeaders, seen)
-      const status = await relayUpgrade(
-        req,
-        socket,
-        head,
-        { origin: destination.origin, path: destination.path, headers },
-        { upstreamTimeoutMs: options.upstreamTimeoutMs, extraCa: options.extraCa },
-      )
+      const status = await relayUpgrade(req, socket, head, { origin: destination.origin, path: destination.path, headers }, upstreamLimits)
       logger.debug({ route: seen.label, status, fingerprint: seen.fingerprint }, 'upgrade')
       answered(seen.label, status)
     } catch (error) {
@@ -241,7 +245,7 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
       'connect',
       createConnectHandler({
         logger,
-        connectTimeoutMs: Math.min(options.upstreamTimeoutMs, fixedTimeouts.connectMs),
+        connectTimeoutMs: upstreamLimits.connectTimeoutMs,
         serves: options.servesConnect,
         serve: (socket, first) => server.serve(socket, first),
         onDone: (status) => answered('connect', status),

@@ -14,6 +14,11 @@ export interface UpgradeTarget {
 
 export interface UpgradeRelayOptions {
   upstreamTimeoutMs: number
+  /**
+   * Milliseconds to connect (TLS included), as for every other request: the request headers carry
+   * a token chosen with at least TOKEN_MIN_VALIDITY left, which must outlast the connect.
+   */
+  connectTimeoutMs: number
   extraCa?: string
 }
 
@@ -43,6 +48,15 @@ export function relayUpgrade(
     })
     const fail = (error: unknown) => reject(toUpstreamError(error, url.origin) satisfies SidecarError)
     upstream.once('timeout', () => upstream.destroy(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
+    upstream.once('socket', (socket) => {
+      if (!socket.connecting) return
+      const connectTimer = setTimeout(
+        () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })),
+        options.connectTimeoutMs,
+      )
+      socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => clearTimeout(connectTimer))
+      socket.once('close', () => clearTimeout(connectTimer))
+    })
     upstream.once('error', fail)
     client.once('close', () => upstream.destroy())
     upstream.once('upgrade', (response, socket, upstreamHead) => {

@@ -1,4 +1,3 @@
-import { readFile, stat } from 'node:fs/promises'
 import {
   type AuthClient,
   ExternalAccountClient,
@@ -17,7 +16,9 @@ import type {
   Impersonation,
   ServiceAccountKey,
 } from './google-credentials'
-import { maxTokenBytes } from './token'
+import { maxTokenBytes } from './max-token-bytes'
+import { readTokenFile } from './token-file'
+import { tokenHolderDefaults } from './token-holder'
 
 /** One way of getting Google-signed ID tokens: the seam between google mode's token source and Google's APIs. */
 export interface GoogleIdTokens {
@@ -254,18 +255,22 @@ function sourceEndpoints(source: ImpersonationPlan['source']): Map<string, strin
 /** The projected token, read afresh for each exchange (the kubelet replaces it by a symlink swap). */
 async function readSubjectToken(account: ExternalAccount): Promise<string> {
   const file = account.subjectTokenFile
+  // The reader opens regular files only, non-blocking: a FIFO or device swapped in cannot hang the exchange.
+  const signal = AbortSignal.timeout(tokenHolderDefaults.fetchTimeoutMs)
   let text: string
   try {
-    const info = await stat(file)
-    if (!info.isFile()) throw new TokenUnavailableError(`the subject token file ${file} is not a regular file`)
-    if (info.size > maxTokenBytes) throw new TokenMalformedError(`the subject token file ${file} is larger than ${maxTokenBytes} bytes`)
-    text = await readFile(file, 'utf8')
+    text = await readTokenFile(file, signal)
   } catch (error) {
-    if (error instanceof TokenUnavailableError || error instanceof TokenMalformedError) throw error
-    throw new TokenUnavailableError(`the subject token file ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`, {
-      cause: error,
-    })
+    const code = (error as { cause?: NodeJS.ErrnoException }).cause?.code
+    const reason = signal.aborted
+      ? `did not answer within ${tokenHolderDefaults.fetchTimeoutMs} ms`
+      : code
+        ? `cannot be read (${code})`
+        : (error as Error).message
+    throw new TokenUnavailableError(`the subject token file ${file} ${reason}`, { cause: error })
   }
+  if (Buffer.byteLength(text) > maxTokenBytes)
+    throw new TokenMalformedError(`the subject token file ${file} is larger than ${maxTokenBytes} bytes`)
   let token: unknown = text.trim()
   if (account.subjectTokenField !== undefined) {
     try {

@@ -5,6 +5,7 @@ import { IssuerUnavailableError, type SidecarError, SubjectNotAllowedError, Toke
 import type { Logger } from '../log'
 import type { Metrics } from '../metrics'
 import { fingerprint } from '../tokens/fingerprint'
+import { maxTokenBytes } from '../tokens/max-token-bytes'
 import { createAllowedSubjects } from './allowed-subjects'
 import { type CachedVerification, createVerifiedTokenCache, type VerifiedTokenCache } from './cache'
 import { type Identity, toIdentity } from './identity'
@@ -21,8 +22,8 @@ export const verifierDefaults = {
   keyRefreshMs: 10 * 60_000,
   /** After a failed discovery or key fetch, the next attempt waits this long. */
   fetchRetryMs: 5_000,
-  /** Larger bearer tokens are refused unparsed. Kubernetes and Google tokens are ~1 KiB; Node refuses headers over 16 KiB itself. */
-  maxTokenBytes: 8 * 1024,
+  /** Larger bearer tokens are refused unparsed: the project's one token size limit, the one its token sources apply. */
+  maxTokenBytes,
   /**
    * Keys tried for a token that several published keys match (no `kid`, or a `kid` the set lists
    * twice). Kubernetes and Google publish two or three keys; the bound caps the signature checks

@@ -216,7 +216,7 @@ describe('egress in google mode', () => {
     const service = await runEgress(config, logs.logger)
     try {
       const googleAdmin = `http://${(await logs.waitFor((line) => typeof line.admin === 'string')).admin}`
-      const fetched = await logs.waitFor((line) => line.msg === 'ID token fetched')
+      const fetched = await logs.waitFor((line) => line.msg === 'token taken up')
       const { body } = await status(googleAdmin)
       expect(body.routes).toEqual([{ host: `127.0.0.1:${upstream.port}`, upstream: upstream.url, tokenKey: upstream.url }])
       expect(body.tokens).toEqual([

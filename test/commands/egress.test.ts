@@ -131,7 +131,7 @@ test('google mode with an external_account file: the start-up line names it, /re
   try {
     const started = await running.logged((entry) => typeof entry.listen === 'string')
     expect(started.msg).toContain(`google ID tokens from external_account ${files.externalAccount} (${federation.serviceAccount})`)
-    await running.logged((entry) => entry.msg === 'ID token fetched' && entry.source === 'external_account')
+    await running.logged((entry) => entry.msg === 'token taken up' && entry.source === 'external_account')
     expect((await text(`${running.admin}/readyz`)).status).toBe(200)
     expect(await text(`${running.admin}/metrics`)).toMatchObject({
       body: expect.stringContaining(

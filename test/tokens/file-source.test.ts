@@ -165,6 +165,7 @@ describe.each([
   test('at start: not ready, with the reason', async () => {
     await createAtomicWriter(dir).write({ token: await content() })
     const tokens = start()
+    tokens.prepare(path)
     await expect(tokens.getToken(path)).rejects.toMatchObject({ code: 'ERR_TOKEN_UNAVAILABLE', message: expect.stringMatching(reason) })
     expect(tokens.status()[0]).toMatchObject({ ready: false, reason: expect.stringMatching(reason) })
   })
@@ -174,6 +175,7 @@ describe.each([
     const good = await signToken()
     await writer.write({ token: good })
     const tokens = start()
+    tokens.prepare(path)
     await tokens.getToken(path)
 
     const failed = next(tokens, 'failure')
@@ -210,6 +212,7 @@ test('an expired token is never returned', async () => {
   const iat = Math.floor(Date.now() / 1000) - 7200
   await createAtomicWriter(dir).write({ token: await signToken({ iat, exp: iat + 3600 }) })
   const tokens = start()
+  tokens.prepare(path)
 
   const error = await tokens.getToken(path).catch((e: unknown) => e)
   expect(error).toMatchObject({ code: 'ERR_TOKEN_EXPIRED', statusCode: 503, message: expect.stringMatching(/token expired at/) })
@@ -221,7 +224,9 @@ test('the last good token serves while the file is bad, until it expires; then a
   const writer = createAtomicWriter(dir)
   const good = await signToken({ exp: Math.floor(now / 1000) + 600 })
   await writer.write({ token: good })
-  const tokens = start({ now: () => now })
+  // No minimum validity: the token serves to its last second (the default's margin has a test of its own).
+  const tokens = start({ now: () => now, minValidityMs: 0 })
+  tokens.prepare(path)
   await tokens.getToken(path)
 
   const failed = next(tokens, 'failure')
@@ -249,6 +254,7 @@ test('when only an expired token is left, that is reported once and readiness dr
   const writer = createAtomicWriter(dir)
   await writer.write({ token: await signToken() })
   const tokens = start({ now: () => now })
+  tokens.prepare(path)
   await tokens.getToken(path)
   const failures: string[] = []
   tokens.on('failure', (_key: string, error: SidecarError) => failures.push(error.code))
@@ -272,6 +278,7 @@ test('permission denied at start: not ready, then ready once the kubelet writes 
   const tokens = start()
 
   await asUnprivileged(async () => {
+    tokens.prepare(path)
     await expect(tokens.getToken(path)).rejects.toMatchObject({ code: 'ERR_TOKEN_UNAVAILABLE', message: `${path}: permission denied` })
     expect(tokens.status()[0]).toMatchObject({ ready: false, reason: `${path}: permission denied` })
   })
@@ -392,12 +399,14 @@ test('a token whose audience lacks the expected one is used, with a warning', as
   ])
 })
 
-test('getToken on a key never prepared prepares it', async () => {
+test('getToken on a key never prepared serves it; status() lists the prepared keys only', async () => {
   const token = await signToken()
   await createAtomicWriter(dir).write({ token })
   const tokens = start()
   expect(tokens.status()).toEqual([])
   expect((await tokens.getToken(path)).value).toBe(token)
+  expect(tokens.status()).toEqual([])
+  tokens.prepare(path)
   expect(tokens.status()).toEqual([expect.objectContaining({ key: path, ready: true })])
 })
 

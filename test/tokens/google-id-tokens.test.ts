@@ -1,4 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { decodeJwt } from 'jose'
@@ -75,6 +76,7 @@ test.each<[keyof CredentialFiles, string, Record<string, number>]>([
   async (file, origin, calls) => {
     await startApis()
     const tokens = start(files[file])
+    tokens.prepare(cloudRun)
     const audiences = Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? cloudRun : billing))
     const got = await Promise.all(audiences.map((audience) => tokens.getToken(audience)))
 
@@ -87,7 +89,7 @@ test.each<[keyof CredentialFiles, string, Record<string, number>]>([
     for (const [call, times] of Object.entries(calls)) expect([call, apis.count(call)]).toEqual([call, times])
     expect(metadata.server.requests()).toBe(0)
     expect(tokens.status()).toEqual(expect.arrayContaining([expect.objectContaining({ key: cloudRun, ready: true, source: origin })]))
-    expect(logs.lines.filter((line) => line.msg === 'ID token fetched').every((line) => line.source === origin)).toBe(true)
+    expect(logs.lines.filter((line) => line.msg === 'token taken up').every((line) => line.source === origin)).toBe(true)
     const logged = logs.raw.join('')
     for (const token of got) expect(logged).not.toContain(token.value.split('.')[2])
     for (const subjectToken of apis.subjectTokens) expect(logged).not.toContain(subjectToken.split('.')[2])
@@ -97,6 +99,7 @@ test.each<[keyof CredentialFiles, string, Record<string, number>]>([
 test('without a credential file the metadata server is the source, labelled so', async () => {
   await startApis()
   const tokens = createGoogleTokenSource({ logger: logs.logger, metrics })
+  tokens.prepare(cloudRun)
   source = tokens
   await tokens.getToken(cloudRun)
   expect(metadata.server.fetches(cloudRun)).toBe(1)
@@ -212,6 +215,19 @@ test('a missing projected token is named, and taken up once the kubelet writes i
   expect(apis.requests('sts')).toBe(0)
   await kubelet.write({ token: await signToken({ aud: federation.poolAudience }) })
   await nextEvent(tokens, 'update', cloudRun)
+})
+
+test('a FIFO swapped in for the projected token is named at once, never waited on', async () => {
+  await startApis()
+  await kubelet.remove()
+  mkdirSync(kubelet.dir, { recursive: true })
+  execFileSync('mkfifo', [join(kubelet.dir, 'token')])
+  const tokens = start(files.externalAccount)
+  const failed = nextEvent(tokens, 'failure', cloudRun)
+  tokens.prepare(cloudRun)
+  const failure = await failed
+  expect(failure.message).toContain(`the subject token file ${join(kubelet.dir, 'token')} is a named pipe (FIFO), not a token file`)
+  expect(apis.requests('sts')).toBe(0)
 })
 
 test('a JSON-format subject token file is read by its field; an empty one is named, never exchanged', async () => {

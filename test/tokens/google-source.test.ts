@@ -61,6 +61,7 @@ async function counter(metric: Metrics['tokenRefreshes'] | Metrics['tokenFailure
 test('one token per audience, fetched once however many requests ask at the same time', async () => {
   const metadata = await startServer()
   const tokens = start()
+  tokens.prepare(authServer)
   const audiences = Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? authServer : billing))
   const got = await Promise.all(audiences.map((audience) => tokens.getToken(audience)))
 
@@ -139,6 +140,7 @@ test('a metadata server that answers late, after a failed first detection, is pi
 test('an outage serves the held token until it expires, then answers 503 with the reason, and recovers by itself', async () => {
   const metadata = await startServer({ minter: { lifetimeSec: 60 } })
   const tokens = start({ timeoutMs: 300 })
+  tokens.prepare(authServer)
   const held = await tokens.getToken(authServer)
 
   metadata.setFault('down')
@@ -173,6 +175,7 @@ test.each<[MetadataFault, string]>([
   const metadata = await startServer()
   metadata.setFault(fault)
   const tokens = start()
+  tokens.prepare(authServer)
   const updates: Token[] = []
   tokens.on('update', (_key: string, token: Token) => updates.push(token))
   const failed = nextEvent(tokens, 'failure', authServer)
@@ -232,4 +235,25 @@ test('close() waits for the fetch in flight, drops its token, and leaves the sou
   await expect(tokens.getToken(authServer)).rejects.toMatchObject({ code: 'ERR_TOKEN_UNAVAILABLE', message: 'token source is closed' })
   expect(updates).toEqual([])
   expect(metadata.fetches(authServer)).toBe(1)
+})
+
+test('audiences of wildcard routes (asked for, never prepared) are dropped after idleEvictionMs unused, and fetched anew when asked again', async () => {
+  const metadata = await startServer()
+  const tokens = start({ idleEvictionMs: 600_000 })
+  tokens.prepare(authServer)
+  const wildcard = Array.from({ length: 20 }, (_, i) => `https://tenant-${i}.svc.example`)
+  await Promise.all([authServer, ...wildcard].map((audience) => tokens.getToken(audience)))
+  expect(tokens.status().map((status) => status.key)).toEqual([authServer])
+
+  clockOffset += 600_000
+  // Any new audience sweeps the idle ones; the prepared one stays.
+  await tokens.getToken(billing)
+  const dropped = logs.map((line) => JSON.parse(line)).filter((line) => line.msg === 'token key dropped: unused')
+  expect(dropped.map((line) => line.key)).toEqual(wildcard)
+
+  await tokens.getToken(wildcard[0]!)
+  await tokens.getToken(authServer)
+  expect(metadata.fetches(wildcard[0]!)).toBe(2)
+  expect(metadata.fetches(authServer)).toBe(1)
+  expect(tokens.status()).toEqual([expect.objectContaining({ key: authServer, ready: true, source: 'metadata', audience: [authServer] })])
 })
