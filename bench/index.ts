@@ -6,6 +6,7 @@
 import { parseBenchArgs, runSuites, type Suite } from './_util'
 import { authServerSuite } from './auth-server'
 import { enginesSuite } from './engines'
+import { footprintSuite } from './footprint'
 import { sidecarSuite } from './sidecar'
 import { soakSuite } from './soak'
 import { tokenPathSuite } from './token-path'
@@ -18,6 +19,7 @@ const suites: Record<string, Suite> = {
   'auth-server': authServerSuite,
   'token-path': tokenPathSuite,
   soak: soakSuite,
+  footprint: footprintSuite,
 }
 
 const argv = process.argv.slice(2)

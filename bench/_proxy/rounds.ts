@@ -155,7 +155,7 @@ export async function measureRound(target: Target, context: BenchContext, round:
 }
 
 /** A proxy that does not add the token would be measured doing less than its job: refuse to go on. */
-async function checkToken(target: Target, started: StartedTarget, token: string): Promise<void> {
+export async function checkToken(target: Target, started: StartedTarget, token: string): Promise<void> {
   const absolute = started.absoluteUrl === undefined ? undefined : new URL('/echo-auth', started.absoluteUrl)
   const answer = await httpGet(new URL('/echo-auth', started.url).href, {
     path: absolute?.href,

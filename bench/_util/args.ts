@@ -17,6 +17,8 @@ export interface BenchArgs {
   rotate: number
   /** Only these targets (comma-separated names; `direct` is always kept for the ratios). */
   only?: string[]
+  /** Another Node binary to run the Node rows under as well (footprint: e.g. Node 24 beside this one). */
+  node?: string
   /** Print JSON (machine, settings, rows, samples) instead of the table. */
   json: boolean
   /** Positional words: suite names for `bench/index.ts`. */
@@ -43,6 +45,7 @@ export function parseBenchArgs(argv: string[], overrides: ArgDefaults = {}): Ben
       'slice-ms': { type: 'string' },
       rotate: { type: 'string' },
       only: { type: 'string' },
+      node: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -62,6 +65,7 @@ export function parseBenchArgs(argv: string[], overrides: ArgDefaults = {}): Ben
     sliceMs: integer('slice-ms', 10),
     rotate: integer('rotate', 1),
     only: values.only?.split(',').map((name) => name.trim()),
+    node: values.node ?? process.env.BENCH_NODE,
     json: values.json ?? false,
     positionals,
   }

@@ -123,6 +123,8 @@ export interface ProcStats {
   cpuMs: number
   /** Peak resident set (VmHWM) in KiB, summed over the process and its descendants. */
   peakRssKiB: number
+  /** Resident set now (VmRSS) in KiB, summed likewise. */
+  rssKiB: number
 }
 
 const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100
@@ -131,6 +133,7 @@ const ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK']).toString().tr
 export function procStats(pid: number): ProcStats {
   let cpuMs = 0
   let peakRssKiB = 0
+  let rssKiB = 0
   for (const each of [pid, ...descendants(pid)]) {
     const stat = read(`/proc/${each}/stat`)
     const status = read(`/proc/${each}/status`)
@@ -139,8 +142,9 @@ export function procStats(pid: number): ProcStats {
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     cpuMs += ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond
     peakRssKiB += Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? 0)
+    rssKiB += Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0)
   }
-  return { cpuMs, peakRssKiB }
+  return { cpuMs, peakRssKiB, rssKiB }
 }
 
 function descendants(pid: number): number[] {

@@ -12,7 +12,7 @@ export interface Suite {
 }
 
 /** The repository root: this file runs compiled, as `dist-bench/bench/_util/suite.js`. */
-const repoRoot = join(__dirname, '..', '..', '..')
+export const repoRoot = join(__dirname, '..', '..', '..')
 
 /** The CLI as users run it: `node dist/cli.js <command>` from `npm run build`. */
 export const cliPath = join(repoRoot, 'dist', 'cli.js')
