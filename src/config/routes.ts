@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import { parse as parseYaml } from 'yaml'
 import { httpUrl, InvalidValue, type Parser } from './parsers'
 
 /**
@@ -135,7 +134,10 @@ function routeEntry(value: unknown, where: string): RouteEntry {
 export const routesDocument: Parser<RouteEntry[]> = (text) => {
   let document: unknown
   try {
-    document = parseYaml(text)
+    // Loaded here, not at the top: yaml costs every process ~8 MiB and ~30 ms at start, and most
+    // sidecars have no ROUTES_FILE (bench/footprint.ts).
+    const { parse } = require('yaml') as typeof import('yaml')
+    document = parse(text)
   } catch (error) {
     throw new InvalidValue((error as Error).message.split('\n')[0] ?? 'is not YAML')
   }
