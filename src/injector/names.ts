@@ -42,13 +42,14 @@ export const sidecar = {
   /** What the app containers' proxy variables point at: the sidecar's loopback listener. */
   proxyUrl: `http://${defaults.listenAddr}`,
   /**
-   * Memory: the egress's measured saturation peak is about 130 MB (RSS under load, `npm run bench`),
-   * so the limit leaves headroom above it and the request covers the idle footprint. Revisit once
-   * the footprint work lands. CPU: a proxy of a single workload, bursting to half a core.
+   * Memory (`npm run bench -- footprint`, bench/RESULTS.md; Node 24 as in the image): the request
+   * covers the peak at 1000 req/s paced (114 MiB), the limit 1.35x the saturation peak (160 MiB), so
+   * a burst cannot OOM-kill the sidecar and drop every in-flight request. CPU: a proxy of a single
+   * workload, bursting to half a core.
    */
   resources: {
-    requests: { cpu: '20m', memory: '96Mi' },
-    limits: { cpu: '500m', memory: '192Mi' },
+    requests: { cpu: '20m', memory: '128Mi' },
+    limits: { cpu: '500m', memory: '256Mi' },
   },
 } as const
 
