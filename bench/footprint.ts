@@ -4,7 +4,8 @@
  * GOMAXPROCS=1) and nginx (1 worker). Per round and target: start to ready, RSS idle, peak RSS under
  * `--rate` req/s paced (open loop), then peak RSS, req/s and CPU under wrk saturation. One table of
  * medians with the goals of issue 16 beside the egress columns. `--node PATH` (or BENCH_NODE) adds the
- * Node rows again under that binary (the image runs Node 24).
+ * Node rows again under that binary (the image runs Node 24). The egress runs twice per Node: bare, and
+ * with the V8 flags of the image's ENTRYPOINT (`egress+image-flags`), so each flag shows its cost.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
@@ -55,17 +56,21 @@ function floorTarget(node: string, suffix: string): Target {
   }
 }
 
+/** The V8 flags of the image's ENTRYPOINT (Dockerfile), measured as their own row beside the bare `node`. */
+const imageNodeFlags = ['--max-semi-space-size=2']
+
 /** The egress as users run it, in reverse use (TARGET_URL), a token file present; ready = /readyz 200. */
-function egressTarget(node: string, suffix: string): Target {
+function egressTarget(node: string, suffix: string, nodeFlags: string[] = []): Target {
+  const flags = nodeFlags.join(' ')
   return {
-    name: `egress${suffix}`,
-    description: `${node} dist/cli.js egress, TARGET_URL=upstream, LOG_LEVEL default; ready = GET /readyz 200`,
+    name: `egress${nodeFlags.length > 0 ? '+image-flags' : ''}${suffix}`,
+    description: `${node}${flags ? ` ${flags}` : ''} dist/cli.js egress, TARGET_URL=upstream, LOG_LEVEL default; ready = GET /readyz 200`,
     skip: existsSync(cliPath) ? undefined : 'dist/cli.js missing (npm run build)',
     async start(context) {
       const [port, adminPort] = [await freePort(), await freePort()]
       const process = await startProcess({
         command: node,
-        args: [cliPath, 'egress'],
+        args: [...nodeFlags, cliPath, 'egress'],
         env: {
           TARGET_URL: context.upstreamUrl,
           TOKEN_FILE: context.tokenFile,
@@ -225,7 +230,11 @@ export const footprintSuite: Suite = {
     const targets = [
       nginxTarget,
       goPeerTarget(tempDir),
-      ...nodes.flatMap(({ node, suffix }) => [floorTarget(node, suffix), egressTarget(node, suffix)]),
+      ...nodes.flatMap(({ node, suffix }) => [
+        floorTarget(node, suffix),
+        egressTarget(node, suffix),
+        egressTarget(node, suffix, imageNodeFlags),
+      ]),
     ].filter((t) => args.only === undefined || args.only.includes(t.name))
     const active = targets.filter((t) => {
       if (t.skip !== undefined) notes.push(`${t.name}: skipped, ${t.skip}`)
