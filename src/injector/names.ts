@@ -43,7 +43,8 @@ export const sidecar = {
   proxyUrl: `http://${defaults.listenAddr}`,
   /**
    * Memory (`npm run bench -- footprint`, bench/RESULTS.md; Node 24 as in the image): the request
-   * covers the peak at 1000 req/s paced (114 MiB), the limit 1.35x the saturation peak (160 MiB), so
+   * covers the peak at 1000 req/s paced (117 MiB), the limit 1.35x the saturation peak (161 MiB), both
+   * without the image's --max-semi-space-size=2 (with it: 104 and 110 MiB), so
    * a burst cannot OOM-kill the sidecar and drop every in-flight request. CPU: a proxy of a single
    * workload, bursting to half a core.
    */
