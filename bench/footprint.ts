@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { checkToken, writeBenchToken } from './_proxy/rounds'
+import { alternateRounds, checkToken } from './_proxy/rounds'
 import { type BenchContext, nginxTarget, type StartedTarget, type Target } from './_proxy/targets'
 import {
   type BenchArgs,
@@ -240,41 +240,11 @@ export const footprintSuite: Suite = {
       if (t.skip !== undefined) notes.push(`${t.name}: skipped, ${t.skip}`)
       return t.skip === undefined
     })
-    const upstreamPort = await freePort()
-    const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
-    const upstream = await startProcess({
-      command: own,
-      args: [serverScript('upstream')],
-      env: { PORT: String(upstreamPort) },
-      readyUrl: `${upstreamUrl}/`,
-      logFile: join(tempDir, 'upstream.log'),
-    })
-    const samples: FootprintSample[] = []
-    try {
-      const { token, file } = await writeBenchToken(tempDir, upstreamUrl)
-      const context: BenchContext = { upstreamUrl, token, tokenFile: file, tempDir }
-      const failed = new Set<string>()
-      for (let round = 1; round <= args.rounds; round++) {
-        for (const target of active) {
-          if (failed.has(target.name)) continue
-          process.stderr.write(`round ${round}/${args.rounds} ${target.name} ... `)
-          try {
-            const sample = await measureFootprint(target, context, args)
-            samples.push(sample)
-            process.stderr.write(
-              `${Math.round(sample.requestsPerSecond)} req/s, idle ${sample.idleRssMiB.toFixed(1)} / paced ${sample.pacedPeakMiB.toFixed(1)} / saturation ${sample.saturationPeakMiB.toFixed(1)} MiB, ready ${Math.round(sample.readyMs)} ms\n`,
-            )
-          } catch (error) {
-            failed.add(target.name)
-            notes.push(`${target.name}: dropped in round ${round}: ${String(error).split('\n')[0]}`)
-            process.stderr.write(`failed: ${String(error)}\n`)
-          }
-        }
-      }
-    } finally {
-      await upstream.stop()
-      rmSync(tempDir, { recursive: true, force: true })
-    }
+    const samples = await alternateRounds(active, args.rounds, tempDir, notes, async (target, context) => {
+      const sample = await measureFootprint(target, context, args)
+      const line = `${Math.round(sample.requestsPerSecond)} req/s, idle ${sample.idleRssMiB.toFixed(1)} / paced ${sample.pacedPeakMiB.toFixed(1)} / saturation ${sample.saturationPeakMiB.toFixed(1)} MiB, ready ${Math.round(sample.readyMs)} ms`
+      return { sample, line }
+    }).finally(() => rmSync(tempDir, { recursive: true, force: true }))
 
     const figures = new Map(active.map((t) => [t.name, summarizeTarget(samples.filter((s) => s.target === t.name))]))
     const names = active.map((t) => t.name).filter((name) => (figures.get(name)?.rounds ?? 0) > 0)

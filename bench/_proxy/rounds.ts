@@ -31,39 +31,11 @@ export async function runProxyRounds(title: string, targets: Target[], args: Ben
     if (t.skip !== undefined) notes.push(`${t.name}: skipped, ${t.skip}`)
     return t.skip === undefined
   })
-  const upstreamPort = await freePort()
-  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
-  const upstream = await startProcess({
-    command: process.execPath,
-    args: [serverScript('upstream')],
-    env: { PORT: String(upstreamPort) },
-    readyUrl: `${upstreamUrl}/`,
-    logFile: join(tempDir, 'upstream.log'),
-  })
   const measureOptions = { seconds: args.duration, warmupSeconds: args.warmup, connections: args.connections, rate: args.rate }
-  const samples: Sample[] = []
-  try {
-    const { token, file } = await writeBenchToken(tempDir, upstreamUrl)
-    const context: BenchContext = { upstreamUrl, token, tokenFile: file, tempDir }
-    const failed = new Set<string>()
-    for (let round = 1; round <= args.rounds; round++) {
-      for (const target of active) {
-        if (failed.has(target.name)) continue
-        process.stderr.write(`round ${round}/${args.rounds} ${target.name} ... `)
-        try {
-          const sample = await measureRound(target, context, round, measureOptions)
-          samples.push(sample)
-          process.stderr.write(`${Math.round(sample.requestsPerSecond)} req/s\n`)
-        } catch (error) {
-          failed.add(target.name)
-          notes.push(`${target.name}: dropped after round ${round - 1}: ${String(error).split('\n')[0]}`)
-          process.stderr.write(`failed: ${String(error)}\n`)
-        }
-      }
-    }
-  } finally {
-    await upstream.stop()
-  }
+  const samples = await alternateRounds(active, args.rounds, tempDir, notes, async (target, context, round) => {
+    const sample = await measureRound(target, context, round, measureOptions)
+    return { sample, line: `${Math.round(sample.requestsPerSecond)} req/s` }
+  })
   rmSync(tempDir, { recursive: true, force: true })
 
   const machine = describeMachine()
@@ -87,6 +59,53 @@ export async function runProxyRounds(title: string, targets: Target[], args: Ben
     ...notes,
   ]
   process.stdout.write(`${lines.join('\n')}\n`)
+}
+
+/**
+ * Starts the bench upstream and writes the token, then measures every target once per round,
+ * alternating targets within each round (A B C A B C ...); a target that fails is dropped with a note.
+ * Stops the upstream; the caller removes `tempDir`.
+ */
+export async function alternateRounds<S>(
+  active: Target[],
+  rounds: number,
+  tempDir: string,
+  notes: string[],
+  measure: (target: Target, context: BenchContext, round: number) => Promise<{ sample: S; line: string }>,
+): Promise<S[]> {
+  const upstreamPort = await freePort()
+  const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
+  const upstream = await startProcess({
+    command: process.execPath,
+    args: [serverScript('upstream')],
+    env: { PORT: String(upstreamPort) },
+    readyUrl: `${upstreamUrl}/`,
+    logFile: join(tempDir, 'upstream.log'),
+  })
+  const samples: S[] = []
+  try {
+    const { token, file } = await writeBenchToken(tempDir, upstreamUrl)
+    const context: BenchContext = { upstreamUrl, token, tokenFile: file, tempDir }
+    const failed = new Set<string>()
+    for (let round = 1; round <= rounds; round++) {
+      for (const target of active) {
+        if (failed.has(target.name)) continue
+        process.stderr.write(`round ${round}/${rounds} ${target.name} ... `)
+        try {
+          const { sample, line } = await measure(target, context, round)
+          samples.push(sample)
+          process.stderr.write(`${line}\n`)
+        } catch (error) {
+          failed.add(target.name)
+          notes.push(`${target.name}: dropped in round ${round}: ${String(error).split('\n')[0]}`)
+          process.stderr.write(`failed: ${String(error)}\n`)
+        }
+      }
+    }
+  } finally {
+    await upstream.stop()
+  }
+  return samples
 }
 
 export interface MeasureOptions {
