@@ -8,7 +8,7 @@
  * with the V8 flags of the image's ENTRYPOINT (`egress+image-flags`), so each flag shows its cost.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -16,7 +16,6 @@ import { alternateRounds, checkToken } from './_proxy/rounds'
 import { type BenchContext, nginxTarget, type StartedTarget, type Target } from './_proxy/targets'
 import {
   type BenchArgs,
-  cliPath,
   describeMachine,
   fixed,
   formatTable,
@@ -32,6 +31,7 @@ import {
   serverScript,
   startProcess,
 } from './_util'
+import { sidecarTarget } from './sidecar'
 
 /** Seconds a started target sits without load before its idle RSS is read (timers, lazy imports settle). */
 const idleSeconds = 1
@@ -59,29 +59,13 @@ function floorTarget(node: string, suffix: string): Target {
 /** The V8 flags of the image's ENTRYPOINT (Dockerfile), measured as their own row beside the bare `node`. */
 const imageNodeFlags = ['--max-semi-space-size=2']
 
-/** The egress as users run it, in reverse use (TARGET_URL), a token file present; ready = /readyz 200. */
+/** The egress in reverse use (the sidecar suite's row), under `node` with `nodeFlags`. */
 function egressTarget(node: string, suffix: string, nodeFlags: string[] = []): Target {
   const flags = nodeFlags.join(' ')
   return {
+    ...sidecarTarget('reverse', node, nodeFlags),
     name: `egress${nodeFlags.length > 0 ? '+image-flags' : ''}${suffix}`,
     description: `${node}${flags ? ` ${flags}` : ''} dist/cli.js egress, TARGET_URL=upstream, LOG_LEVEL default; ready = GET /readyz 200`,
-    skip: existsSync(cliPath) ? undefined : 'dist/cli.js missing (npm run build)',
-    async start(context) {
-      const [port, adminPort] = [await freePort(), await freePort()]
-      const process = await startProcess({
-        command: node,
-        args: [...nodeFlags, cliPath, 'egress'],
-        env: {
-          TARGET_URL: context.upstreamUrl,
-          TOKEN_FILE: context.tokenFile,
-          LISTEN_ADDR: `127.0.0.1:${port}`,
-          ADMIN_ADDR: `127.0.0.1:${adminPort}`,
-        },
-        readyUrl: `http://127.0.0.1:${adminPort}/readyz`,
-        logFile: join(context.tempDir, `egress-${port}.log`),
-      })
-      return { url: `http://127.0.0.1:${port}/`, process }
-    },
   }
 }
 

@@ -14,7 +14,7 @@ import { cliPath, freePort, runWhenMain, type Suite, startProcess } from './_uti
  * with a token file present: as a reverse proxy for TARGET_URL (origin-form requests), or as HTTP_PROXY
  * (absolute-form requests for TARGET_URL's host). Ready = GET /readyz 200 on ADMIN_ADDR.
  */
-function sidecarTarget(use: 'reverse' | 'forward'): Target {
+export function sidecarTarget(use: 'reverse' | 'forward', node = globalThis.process.execPath, nodeFlags: string[] = []): Target {
   return {
     name: `sidecar-${use}`,
     description:
@@ -26,8 +26,8 @@ function sidecarTarget(use: 'reverse' | 'forward'): Target {
       const [port, adminPort] = [await freePort(), await freePort()]
       const url = `http://127.0.0.1:${port}/`
       const process = await startProcess({
-        command: globalThis.process.execPath,
-        args: [cliPath, 'egress'],
+        command: node,
+        args: [...nodeFlags, cliPath, 'egress'],
         env: {
           TARGET_URL: context.upstreamUrl,
           TOKEN_FILE: context.tokenFile,
