@@ -1,7 +1,8 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { type IncomingMessage, maxHeaderSize, type ServerResponse } from 'node:http'
 import { rootCertificates } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { responseHeaders } from './headers'
+import { dropUnsolicitedContinue } from './unsolicited-continue'
 import { toUpstreamError } from './upstream-error'
 
 /**
@@ -10,6 +11,8 @@ import { toUpstreamError } from './upstream-error'
  * `exports` map, and test/proxy/forward-agent.test.ts fails if the path stops being that class.
  */
 export const UndiciAgent = require('undici/lib/dispatcher/agent') as typeof import('undici').Agent
+/** undici's own connector (what the Agent builds from its `connect` options), loaded the same way. */
+export const undiciConnector = require('undici/lib/core/connect') as typeof import('undici').buildConnector
 
 export interface ForwarderOptions {
   /** Milliseconds to wait for the upstream's response headers (then 504). */
@@ -44,10 +47,18 @@ export interface Forwarder {
  */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const agent = new UndiciAgent({
-    connect: {
-      timeout: options.connectTimeoutMs,
-      ...(options.extraCa ? { ca: [...rootCertificates, options.extraCa] } : {}),
-    },
+    connect: dropUnsolicitedContinue(
+      undiciConnector({
+        timeout: options.connectTimeoutMs,
+        ...(options.extraCa ? { ca: [...rootCertificates, options.extraCa] } : {}),
+      }),
+      { maxHeaderSize },
+    ),
+    // One request at a time per connection: a response head can then only follow a request head,
+    // which is what lets dropUnsolicitedContinue find response heads without reading bodies.
+    pipelining: 1,
+    // Node's limit (undici's default), named here because it also bounds what the filter holds.
+    maxHeaderSize,
     headersTimeout: options.upstreamTimeoutMs,
     // Server-sent events and long downloads may pause for as long as they like; the client decides.
     bodyTimeout: 0,
