@@ -63,11 +63,13 @@ const EMPTY = Buffer.alloc(0)
 const LF = 0x0a
 const CR = 0x0d
 const SP = 0x20
+const DIGIT_0 = 0x30
+const DIGIT_1 = 0x31
 const VERSION = Buffer.from('HTTP/1.')
 /** `HTTP/1.1 100` and the byte after the code. */
 const STATUS_PREFIX_LENGTH = 13
 
-/** The verdict on the bytes at the start of a response: more needed, hand over the rest, or one interim head. */
+/** What `interimHeadLength` answers when it has no length: more bytes needed, or hand everything over. */
 const UNDECIDED = -1
 const PASS_THROUGH = 0
 
@@ -82,7 +84,7 @@ class ResponseHeadFilter {
   take(chunk: Buffer): Buffer {
     let bytes = this.held ? Buffer.concat([this.held, chunk]) : chunk
     this.held = undefined
-    const kept: Buffer[] = []
+    let kept: Buffer[] | undefined
     while (bytes.length > 0) {
       const length = this.interimHeadLength(bytes)
       if (length === UNDECIDED) {
@@ -94,10 +96,13 @@ class ResponseHeadFilter {
         this.awaitingHead = false
         break
       }
-      if (!isContinue(bytes)) kept.push(bytes.subarray(0, length))
+      if (!isContinue(bytes)) {
+        kept ??= []
+        kept.push(bytes.subarray(0, length))
+      }
       bytes = bytes.subarray(length)
     }
-    if (kept.length === 0) return bytes
+    if (!kept) return bytes
     kept.push(bytes)
     return Buffer.concat(kept)
   }
@@ -115,12 +120,11 @@ class ResponseHeadFilter {
    * while more bytes are needed; PASS_THROUGH for a final or 101 head, or anything malformed.
    */
   private interimHeadLength(bytes: Buffer): number {
-    const versionBytes = Math.min(bytes.length, VERSION.length)
-    if (bytes.compare(VERSION, 0, versionBytes, 0, versionBytes) !== 0) return PASS_THROUGH
+    for (let i = 0; i < VERSION.length && i < bytes.length; i++) if (bytes[i] !== VERSION[i]) return PASS_THROUGH
     if (bytes.length < STATUS_PREFIX_LENGTH) return UNDECIDED
-    if ((bytes[7] !== 0x30 && bytes[7] !== 0x31) || bytes[8] !== SP || bytes[9] !== 0x31) return PASS_THROUGH
+    if ((bytes[7] !== DIGIT_0 && bytes[7] !== DIGIT_1) || bytes[8] !== SP || bytes[9] !== DIGIT_1) return PASS_THROUGH
     if (!isDigit(bytes[10]) || !isDigit(bytes[11]) || (bytes[12] !== SP && bytes[12] !== CR)) return PASS_THROUGH
-    if (bytes[10] === 0x30 && bytes[11] === 0x31) return PASS_THROUGH // 101 Switching Protocols
+    if (bytes[10] === DIGIT_0 && bytes[11] === DIGIT_1) return PASS_THROUGH // 101 Switching Protocols
     // The head ends with an empty line; a bare LF is left for undici's parser to refuse.
     let lineStart = 0
     for (let lf = bytes.indexOf(LF, STATUS_PREFIX_LENGTH - 1); lf !== -1; lf = bytes.indexOf(LF, lineStart)) {
@@ -133,9 +137,9 @@ class ResponseHeadFilter {
 }
 
 function isContinue(head: Buffer): boolean {
-  return head[10] === 0x30 && head[11] === 0x30
+  return head[10] === DIGIT_0 && head[11] === DIGIT_0
 }
 
 function isDigit(byte: number | undefined): boolean {
-  return byte !== undefined && byte >= 0x30 && byte <= 0x39
+  return byte !== undefined && byte >= DIGIT_0 && byte <= DIGIT_0 + 9
 }

@@ -3,124 +3,23 @@
 // asks clients to ignore them; undici destroys the connection on any `100` it did not ask for, and
 // the sidecar never asks (it answers the client's `Expect` itself and strips it). Each upstream
 // here is raw `node:net`/`node:tls`, writing exactly the bytes a case needs, and sees no `Expect`.
+// The other ways out are covered too: WebSocket upgrades (Node's http client) and HTTP/2 (a
+// `node:http2` upstream).
+import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { createServer as createPlainServer, type Server, type Socket } from 'node:net'
+import { createServer as createH2Server } from 'node:http2'
 import { join } from 'node:path'
-import { createServer as createTlsServer } from 'node:tls'
+import WebSocket from 'ws'
 import { startLocalIssuer } from '../../src/demo/issuer'
 import { curl } from '../helpers/clients'
 import { type RunningEgress, startEgress } from '../helpers/egress'
 import { startIngress } from '../helpers/ingress'
 import { audience } from '../helpers/issuer-fixtures'
+import { type RawUpstream, startRawUpstream, writeInPieces } from '../helpers/raw-upstream'
 import { createTestCertificates } from '../helpers/tls'
 import { createTokenDir } from '../helpers/token-dir'
-
-/** One request as the raw upstream read it, and the connection (numbered from 1) it came on. */
-interface RawRequest {
-  head: string
-  connection: number
-}
-
-/** Writes the upstream's answer; `body` resolves once the request's body (Content-Length) is read. */
-type Answer = (socket: Socket, head: string, body: Promise<Buffer>) => Promise<void> | void
-
-interface RawUpstream {
-  url: string
-  requests: RawRequest[]
-  answer: Answer
-  close(): Promise<void>
-}
-
-/** A loopback HTTP/1.1 upstream on raw sockets: it parses request heads and bodies, `answer` writes any bytes. */
-async function startRawUpstream(tls?: { key: string; cert: string }): Promise<RawUpstream> {
-  const requests: RawRequest[] = []
-  let connections = 0
-  const upstream: RawUpstream = {
-    url: '',
-    requests,
-    answer: () => {
-      throw new Error('no answer set for this test')
-    },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  }
-  const sockets = new Set<Socket>()
-  const serve = async (socket: Socket) => {
-    const connection = ++connections
-    sockets.add(socket)
-    socket.once('close', () => sockets.delete(socket))
-    const read = bufferedReader(socket)
-    for (;;) {
-      const head = await read((bytes) => {
-        const end = bytes.indexOf('\r\n\r\n')
-        return end === -1 ? -1 : end + 4
-      })
-      if (!head) return
-      requests.push({ head: String(head), connection })
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(String(head))?.[1] ?? 0)
-      await upstream.answer(
-        socket,
-        String(head),
-        read((bytes) => (bytes.length >= length ? length : -1)).then((body) => body ?? Buffer.alloc(0)),
-      )
-    }
-  }
-  const server: Server = tls ? createTlsServer(tls, serve) : createPlainServer(serve)
-  const closeServer = upstream.close
-  upstream.close = async () => {
-    for (const socket of sockets) socket.destroy()
-    await closeServer()
-  }
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  upstream.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`
-  return upstream
-}
-
-/** Reads from `socket` the bytes `measure` asks for (their length, or -1 while too few); null once it has ended. */
-function bufferedReader(socket: Socket) {
-  let buffered = Buffer.alloc(0)
-  let ended = false
-  let wake: (() => void) | undefined
-  socket.on('data', (data: Buffer) => {
-    buffered = Buffer.concat([buffered, data])
-    wake?.()
-  })
-  socket.once('close', () => {
-    ended = true
-    wake?.()
-  })
-  socket.on('error', () => {})
-  return async (measure: (bytes: Buffer) => number): Promise<Buffer | null> => {
-    for (;;) {
-      const length = measure(buffered)
-      if (length >= 0) {
-        const taken = buffered.subarray(0, length)
-        buffered = buffered.subarray(length)
-        return taken
-      }
-      if (ended) return null
-      await new Promise<void>((resolve) => {
-        wake = resolve
-      })
-    }
-  }
-}
-
-/** One event-loop turn: the proxy, in this process, reads what is already on its socket. */
-const turn = () => new Promise((resolve) => setImmediate(resolve))
-
-/** Writes `bytes` one at a time, each read by the proxy on its own before the next is written. */
-async function writeByteByByte(socket: Socket, bytes: string): Promise<void> {
-  socket.setNoDelay(true)
-  for (const byte of Buffer.from(bytes)) {
-    await new Promise((resolve) => socket.write(Buffer.of(byte), resolve))
-    await turn()
-    await turn()
-  }
-}
 
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n'
 const ok = (body: string) => `HTTP/1.1 200 OK\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
@@ -191,7 +90,7 @@ test.each([
 })
 
 test('a 100 and the final answer split at every byte', async () => {
-  upstream.answer = (socket) => writeByteByByte(socket, `HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\n${CONTINUE}${ok('dribbled')}`)
+  upstream.answer = (socket) => writeInPieces(socket, `HTTP/1.1 100 Continue\r\nX-A: 1\r\n\r\n${CONTINUE}${ok('dribbled')}`)
   expect(await get('/split')).toEqual({ status: 200, body: 'dribbled' })
 })
 
@@ -199,33 +98,20 @@ describe('bodies holding the bytes of a 100 head are delivered untouched', () =>
   const lookalike = `${CONTINUE}HTTP/1.1 100 Continue\r\nX: y\r\n\r\n`
 
   test('with Content-Length, in its own reads', async () => {
-    upstream.answer = async (socket) => {
-      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${lookalike.length}\r\n\r\n`)
-      await turn()
-      await turn()
-      socket.write(lookalike)
-    }
+    upstream.answer = (socket) => writeInPieces(socket, ok(lookalike), [ok(lookalike).indexOf(lookalike)])
     expect(await get('/lookalike')).toEqual({ status: 200, body: lookalike })
   })
 
   test('chunked', async () => {
-    upstream.answer = async (socket) => {
-      socket.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${lookalike.length.toString(16)}\r\n`)
-      await turn()
-      await turn()
-      socket.write(`${lookalike}\r\n0\r\n\r\n`)
-    }
+    const head = `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n${lookalike.length.toString(16)}\r\n`
+    upstream.answer = (socket) => writeInPieces(socket, `${head}${lookalike}\r\n0\r\n\r\n`, [head.length])
     expect(await get('/lookalike-chunked')).toEqual({ status: 200, body: lookalike })
   })
 
   test('in the next response on the same connection, after an unsolicited 100', async () => {
     const before = upstream.requests.length
-    upstream.answer = async (socket) => {
-      socket.write(`${CONTINUE}HTTP/1.1 200 OK\r\nContent-Length: ${lookalike.length}\r\n\r\n`)
-      await turn()
-      await turn()
-      socket.write(lookalike)
-    }
+    const answer = CONTINUE + ok(lookalike)
+    upstream.answer = (socket) => writeInPieces(socket, answer, [answer.lastIndexOf(lookalike)])
     expect(await get('/again-1')).toEqual({ status: 200, body: lookalike })
     expect(await get('/again-2')).toEqual({ status: 200, body: lookalike })
     const [first, second] = upstream.requests.slice(before)
@@ -304,7 +190,7 @@ test('an HTTPS upstream: a 100 inside TLS is skipped too', async () => {
   const secure = await startRawUpstream(certificates)
   const secureEgress = await startEgress({ TARGET_URL: secure.url, TOKEN_FILE: tokenFile, UPSTREAM_CA_FILE: caFile })
   try {
-    secure.answer = (socket) => writeByteByByte(socket, CONTINUE + ok('over TLS'))
+    secure.answer = (socket) => writeInPieces(socket, CONTINUE + ok('over TLS'))
     expect(await get('/tls', secureEgress)).toEqual({ status: 200, body: 'over TLS' })
     secure.answer = (socket) => {
       socket.write(CONTINUE + ok('over TLS again'))
@@ -335,5 +221,42 @@ test('the ingress (the same proxy core) skips it too', async () => {
   } finally {
     await ingress.close()
     await issuer.close()
+  }
+})
+
+test('a WebSocket upgrade answered 100, then 101, opens', async () => {
+  upstream.answer = (socket, head) => {
+    const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head)?.[1]
+    const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64')
+    socket.write(
+      `${CONTINUE}HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    )
+  }
+  const client = new WebSocket(`ws://127.0.0.1:${egress.port}/ws`)
+  client.on('error', () => {})
+  await once(client, 'open')
+  client.terminate()
+  expect(upstream.requests.at(-1)?.head).toContain(`\r\nauthorization: Bearer ${token}\r\n`)
+})
+
+test('HTTP/2: a 100 and a 103 before the response are skipped', async () => {
+  const server = createH2Server()
+  server.on('stream', (stream) => {
+    stream.additionalHeaders({ ':status': 100 })
+    stream.additionalHeaders({ ':status': 103, link: '</s.css>; rel=preload' })
+    stream.respond({ ':status': 200 })
+    stream.end('over h2')
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const h2Egress = await startEgress({
+    TARGET_URL: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    TOKEN_FILE: tokenFile,
+  })
+  try {
+    expect(await curl(['--http2-prior-knowledge', `${h2Egress.url}/h2`])).toEqual({ status: 200, body: 'over h2' })
+  } finally {
+    await h2Egress.close()
+    await new Promise((resolve) => server.close(resolve))
   }
 })
