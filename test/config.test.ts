@@ -49,6 +49,7 @@ describe('egress configuration', () => {
   const notYaml = withRoutesFile('routes: [unclosed', 'broken.yaml')
   const hostPortTooLarge = withRoutesFile({ routes: [{ host: 'a.example:70000' }] })
   const templatePortTooLarge = withRoutesFile({ routes: [{ host: '*.example', upstream: 'http://*:99999' }] })
+  const numericWildcard = withRoutesFile({ routes: [{ host: '*.0.0.1:8080' }] })
   test.each([
     [{}, /TARGET_URL or ROUTES_FILE is required/],
     [{ TARGET_URL: 'not a url' }, /^invalid configuration: TARGET_URL="not a url": not a URL/],
@@ -68,6 +69,7 @@ describe('egress configuration', () => {
     [{ ROUTES_FILE: notYaml.path }, /ROUTES_FILE=/],
     [{ ROUTES_FILE: hostPortTooLarge.path }, /routes.0 \(a.example:70000\) host port must be at most 65535/],
     [{ ROUTES_FILE: templatePortTooLarge.path }, /routes.0 \(\*.example\) upstream port must be at most 65535/],
+    [{ ROUTES_FILE: numericWildcard.path }, /routes.0 \(\*.0.0.1:8080\) a wildcard matches DNS names only/],
   ])('%j fails naming the variable', (env, message) => {
     expect(() => loadEgressConfig(env)).toThrow(expect.objectContaining({ code: 'ERR_CONFIG', message: expect.stringMatching(message) }))
   })

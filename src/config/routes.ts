@@ -50,6 +50,20 @@ export function normalizeHost(host: string): string {
   return host.toLowerCase().replace(/\.(?=:\d+$|$)/, '')
 }
 
+/**
+ * Whether a host name is an IP address literal in some spelling a URL parser accepts: bracketed
+ * IPv6, or, as WHATWG URL's "ends in a number" decides, a name whose last label is a number
+ * (`127.0.0.1`, `127.1`, `0x7f.1`, `0177.0.0.1`, `2130706433`). Such a name is an IPv4 address
+ * there or no valid host at all, never a DNS name, and `inet_aton` (so `getaddrinfo`) reads it as
+ * an address too.
+ */
+export function isIpLiteral(hostname: string): boolean {
+  if (hostname.startsWith('[')) return true
+  const labels = hostname.toLowerCase().split('.')
+  if (labels.at(-1) === '' && labels.length > 1) labels.pop()
+  return /^(\d+|0x[0-9a-f]*)$/.test(labels.at(-1) ?? '')
+}
+
 const routeHostPattern = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$/
 
 /** A normalised route host pattern (`host`, `host:port`, `*.suffix`, `*.suffix:port`) taken apart. */
@@ -120,6 +134,12 @@ function routeEntry(value: unknown, where: string): RouteEntry {
   if (rawHost === undefined) throw new InvalidValue(`${where}.host is required`)
   const host = normalizeHost(rawHost.trim())
   if (!routeHostPattern.test(host)) throw new InvalidValue(`${where}.host must be a host name, host:port, or *.domain`)
+  const { host: name, wildcard } = splitRouteHost(host)
+  if (wildcard && isIpLiteral(name)) {
+    throw new InvalidValue(
+      `${where} (${host}) a wildcard matches DNS names only, and every name ending in a number is an IP address: route each address exactly (host: "127.0.0.1")`,
+    )
+  }
   const routeUpstream = withTemplatePort(upstream ?? defaultUpstream(host))
   const problem = upstreamProblem(host, routeUpstream)
   if (problem) throw new InvalidValue(`${where} (${host}) ${problem}`)

@@ -1,5 +1,5 @@
 import type { EgressConfig, RouteConfig } from '../config'
-import { normalizeHost, splitRouteHost, type UpstreamTemplate, upstreamTemplate } from '../config/routes'
+import { isIpLiteral, normalizeHost, splitRouteHost, type UpstreamTemplate, upstreamTemplate } from '../config/routes'
 import { BadRequestError } from '../errors'
 import type { ProxyRequest } from '../proxy/server'
 import { checkRequestPath } from './request-path'
@@ -191,5 +191,10 @@ function compile(config: RouteConfig): CompiledRoute {
 function matches(route: CompiledRoute, requested: Authority): boolean {
   if (route.port !== requested.port) return false
   if (!route.wildcard) return requested.hostname === route.host
+  // A wildcard names DNS names only: an IP literal reaches a token only through an exact route.
+  // ROUTES_FILE refuses a wildcard whose suffix ends in a number; a config built in code
+  // (`createEgressServer`) is held to the rule here, for every spelling of an address, canonical
+  // (absolute-form) or as the client wrote it (CONNECT, `:authority`).
+  if (isIpLiteral(requested.hostname)) return false
   return requested.hostname.endsWith(route.host) && requested.hostname.length > route.host.length
 }

@@ -338,3 +338,81 @@ test('HTTP/2 :authority and CONNECT tunnels: a token goes only to the route the 
     { numRuns: 300 },
   )
 })
+
+/** Spellings of one IPv4 address that WHATWG URL and `inet_aton` both accept. */
+function ipv4Spellings(address: string): string[] {
+  const [a, b, c, d] = address.split('.').map(Number) as [number, number, number, number]
+  const value = ((a << 24) >>> 0) + (b << 16) + (c << 8) + d
+  return [
+    address,
+    `${a}.${b}.${(c << 8) + d}`,
+    `${a}.${(b << 16) + (c << 8) + d}`,
+    String(value),
+    `0x${value.toString(16)}`,
+    [a, b, c, d].map((part) => `0x${part.toString(16)}`).join('.'),
+    [a, b, c, d].map((part) => `0${part.toString(8)}`).join('.'),
+    `${address}.`,
+  ]
+}
+
+test('a wildcard route matches DNS names only: never an IP literal in any spelling; one that could only match addresses is refused', () => {
+  const numericLabel = fc.oneof(
+    fc.nat(255).map(String),
+    fc.nat(255).map((n) => `0x${n.toString(16)}`),
+  )
+  fc.assert(
+    fc.property(
+      fc.record({
+        clientMode: fc.constantFrom('kubernetes', 'google'),
+        address: fc.ipV4(),
+        ipv6: fc.ipV6(),
+        spelling: fc.nat(),
+        dnsSuffix: fc
+          .tuple(fc.array(fc.oneof(label, numericLabel), { maxLength: 2 }), label)
+          .map(([head, last]) => [...head, last].join('.')),
+        numericSuffix: fc
+          .tuple(fc.array(fc.oneof(label, numericLabel), { maxLength: 2 }), numericLabel)
+          .map(([head, last]) => [...head, last].join('.')),
+      }),
+      (s) => {
+        // Refused at start: every name under a suffix ending in a number is an address.
+        expect(() => configFor({ clientMode: s.clientMode, routes: [{ host: `*.${s.numericSuffix}` }] })).toThrow(
+          /a wildcard matches DNS names only/,
+        )
+        // A DNS suffix loads, and still matches names under it.
+        const dnsRouter = createRouter(configFor({ clientMode: s.clientMode, routes: [{ host: `*.${s.dnsSuffix}` }] }))
+        expect(dnsRouter.resolve({ url: `http://x.${s.dnsSuffix}/`, headers: {} } as unknown as IncomingMessage).label).toBe(
+          `*.${s.dnsSuffix}`,
+        )
+
+        // Built in code past the loader, a wildcard made of an address's own tail never matches it.
+        const spellings = ipv4Spellings(s.address)
+        const spelled = spellings[s.spelling % spellings.length]!
+        const tail = spelled.replace(/\.$/, '').split('.').slice(1).join('.')
+        const inCode = [...(tail ? [`*.${tail}`] : []), `*.${s.address.split('.').slice(1).join('.')}`, '*.0.0.1']
+        const router = createRouter({
+          clientMode: s.clientMode as 'kubernetes',
+          routes: inCode.map((host) => ({ host, upstream: 'http://*:80', tokenFile: '/tokens/one' })),
+        })
+        for (const host of [spelled, `[${s.ipv6}]`]) {
+          let destination: Destination | undefined
+          try {
+            destination = router.resolve({ url: `http://${host}/`, headers: {} } as unknown as IncomingMessage)
+          } catch (error) {
+            expect(error).toBeInstanceOf(BadRequestError)
+          }
+          if (destination) {
+            expect(destination.label).toBe('passthrough')
+            expect(destination.tokenKey).toBeUndefined()
+          }
+          expect(router.servesConnect(`${host}:80`)).toBe(false)
+        }
+
+        // An exact route for the address matches it in every spelling the client may send.
+        const exact = createRouter(configFor({ clientMode: s.clientMode, routes: [{ host: s.address }] }))
+        expect(exact.resolve({ url: `http://${spelled}/`, headers: {} } as unknown as IncomingMessage).label).toBe(s.address)
+      },
+    ),
+    { numRuns: 200 },
+  )
+})
