@@ -120,7 +120,7 @@ test.each([
   [
     'ingress',
     { ID_ISSUER: 'https://i', JWT_AUDIENCE: 'x', UPSTREAM_URL: 'http://a', ALLOWED_SUBJECTS: 'system:serviceaccount:*:*' },
-    'ALLOWED_SUBJECTS=',
+    'ALLOWED_SUBJECTS entry "system:serviceaccount:*:*"',
   ],
   [
     'egress',

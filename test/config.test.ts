@@ -102,12 +102,26 @@ describe('verifier, ingress and client configuration', () => {
     const config = loadAuthServerConfig({
       ID_ISSUER: 'https://a, https://accounts.google.com',
       JWT_AUDIENCE: 'aud',
-      ALLOWED_SUBJECTS: 'x, system:serviceaccount:ns:*',
+      ALLOWED_SUBJECTS: 'https://a#x, https://a#system:serviceaccount:ns:*',
       PORT: '9090',
     })
     expect(config.verifier.issuers).toEqual(['https://a', 'https://accounts.google.com'])
-    expect(config.verifier.allowedSubjects).toEqual(['x', 'system:serviceaccount:ns:*'])
+    expect(config.verifier.allowedSubjects).toEqual(['https://a#x', 'https://a#system:serviceaccount:ns:*'])
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 9090 })
+  })
+
+  test('with several ID_ISSUERs, an ALLOWED_SUBJECTS entry naming no issuer fails, naming the fix; an issuer with "#" fails', () => {
+    const two = { ID_ISSUER: 'https://a, https://b', JWT_AUDIENCE: 'aud' }
+    expect(() => loadIngressConfig({ ...two, UPSTREAM_URL: 'http://127.0.0.1:3000', ALLOWED_SUBJECTS: 'https://a#x, y' })).toThrow(
+      expect.objectContaining({
+        code: 'ERR_CONFIG',
+        message:
+          'invalid configuration: ALLOWED_SUBJECTS entry "y": names no issuer, and ID_ISSUER trusts 2: a subject of one would be allowed from every other; name its issuer, e.g. "https://a#y"',
+      }),
+    )
+    expect(() => loadAuthServerConfig({ ...two, ID_ISSUER: 'https://a#frag' })).toThrow(
+      /ID_ISSUER="https:\/\/a#frag": issuer "https:\/\/a#frag" must not carry a fragment/,
+    )
   })
 
   test('ingress requires UPSTREAM_URL and listens on PORT by default', () => {
@@ -128,7 +142,7 @@ describe('verifier, ingress and client configuration', () => {
     expect(() => loadAuthServerConfig({ ...verifier, ALLOWED_SUBJECTS: 'a, system:serviceaccount:*:*' })).toThrow(
       expect.objectContaining({
         code: 'ERR_CONFIG',
-        message: expect.stringMatching(/ALLOWED_SUBJECTS="a, system:serviceaccount:\*:\*": subject/),
+        message: expect.stringMatching(/ALLOWED_SUBJECTS entry "system:serviceaccount:\*:\*": "\*" is only allowed/),
       }),
     )
   })

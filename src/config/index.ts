@@ -1,6 +1,7 @@
 import { createSecureContext } from 'node:tls'
 import { ConfigError } from '../errors'
 import { type GoogleCredentials, readGoogleCredentials } from '../tokens/google-credentials'
+import { createAllowedSubjects } from '../verify/allowed-subjects'
 import { type Address, InvalidValue, isLoopback, showAddress } from './parsers'
 import { type RouteConfig, targetRoute } from './routes'
 import { allInterfaces, type Command, type Variables, variables } from './variables'
@@ -184,10 +185,16 @@ function verifierConfig(values: Values<'auth-server'> | Values<'ingress'>, fail:
   const { issuers, issuerDiscoveryUrl, issuerJwksUrl } = values
   if (issuerDiscoveryUrl && issuers.length !== 1) fail('ISSUER_DISCOVERY_URL needs exactly one ID_ISSUER')
   if (issuerJwksUrl && issuers.length !== 1) fail('ISSUER_JWKS_URL needs exactly one ID_ISSUER')
+  const allowedSubjects = values.allowedSubjects ?? []
+  try {
+    createAllowedSubjects(allowedSubjects, issuers)
+  } catch (error) {
+    fail((error as Error).message)
+  }
   return {
     issuers,
     audience: values.jwtAudience,
-    allowedSubjects: values.allowedSubjects ?? [],
+    allowedSubjects,
     discoveryUrl: issuerDiscoveryUrl?.href,
     jwksUrl: issuerJwksUrl?.href,
     caFile: values.issuerCaFile?.path,

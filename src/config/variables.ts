@@ -1,5 +1,4 @@
 import { tokenHolderDefaults } from '../tokens/token-holder'
-import { createAllowedSubjects } from '../verify/allowed-subjects'
 import {
   absoluteUrl,
   address,
@@ -59,16 +58,14 @@ function variable<T, C extends Command>(row: Variable<T, C>): Variable<T, C> & {
 const egress = ['egress'] as const
 const verifiers = ['auth-server', 'ingress'] as const
 
-/** ALLOWED_SUBJECTS: each entry checked now by the matcher's own rules, the list kept as written. */
-const subjectList: Parser<string[]> = (value) => {
-  const entries = listOf(text, 'subject')(value)
-  try {
-    createAllowedSubjects(entries)
-  } catch (error) {
-    throw new InvalidValue((error as Error).message)
-  }
-  return entries
-}
+/**
+ * ID_ISSUER's entries: URLs without a fragment. OpenID Connect forbids one in an issuer, and
+ * ALLOWED_SUBJECTS splits `<issuer>#<subject>` at the first `#`.
+ */
+const issuerList: Parser<string[]> = listOf((value) => {
+  if (absoluteUrl(value).includes('#')) throw new InvalidValue('must not carry a fragment ("#")')
+  return value
+}, 'issuer')
 
 /** Named defaults with no variable, in milliseconds: too internal to configure, documented where they apply. */
 export const fixedTimeouts = {
@@ -207,9 +204,9 @@ export const variables = {
   }),
   issuers: variable({
     name: 'ID_ISSUER',
-    parse: listOf(absoluteUrl, 'issuer'),
+    parse: issuerList,
     required: true,
-    doc: 'trusted issuer URL(s), comma-separated',
+    doc: 'trusted issuer URL(s), comma-separated; without a fragment (`#`), which OpenID Connect forbids in an issuer',
     commands: verifiers,
   }),
   jwtAudience: variable({
@@ -221,9 +218,9 @@ export const variables = {
   }),
   allowedSubjects: variable({
     name: 'ALLOWED_SUBJECTS',
-    parse: subjectList,
+    parse: listOf(text, 'subject'),
     otherwise: 'any verified subject',
-    doc: 'comma-separated: an exact `sub`, `system:serviceaccount:NS:*`, or a Google service-account email',
+    doc: 'comma-separated: an exact `sub`, `system:serviceaccount:NS:*`, or a Google service-account email, each optionally bound to one issuer as `<issuer>#<subject>`; with several `ID_ISSUER`s every entry must name its issuer',
     commands: verifiers,
   }),
   issuerDiscoveryUrl: variable({

@@ -25,6 +25,13 @@ export interface Identity {
   claims: JWTPayload
 }
 
+const google = 'https://accounts.google.com'
+
+/** The `iss` values an issuer's tokens carry: Google signs both `https://accounts.google.com` and `accounts.google.com`. */
+export function issuerSpellings(issuer: string): string[] {
+  return issuer === google ? [google, 'accounts.google.com'] : [issuer]
+}
+
 function record(value: unknown): Record<string, unknown> | undefined {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined
 }

@@ -1,5 +1,6 @@
 import { IssuerUnavailableError } from '../errors'
 import { discoverJwksUri } from './discovery'
+import { issuerSpellings } from './identity'
 import type { IssuerFetch } from './issuer-fetch'
 import { createIssuerKeys, type IssuerKeys } from './keys'
 
@@ -44,8 +45,6 @@ export interface TrustedIssuer {
   status(): IssuerStatus
 }
 
-const google = 'https://accounts.google.com'
-
 export function createTrustedIssuer(options: TrustedIssuerOptions): TrustedIssuer {
   let keys: IssuerKeys | undefined
   let pending: Promise<IssuerKeys> | undefined
@@ -87,7 +86,7 @@ export function createTrustedIssuer(options: TrustedIssuerOptions): TrustedIssue
 
   return {
     issuer: options.issuer,
-    spellings: options.issuer === google ? [google, 'accounts.google.com'] : [options.issuer],
+    spellings: issuerSpellings(options.issuer),
     async keys() {
       if (keys) return keys
       if (!pending) {

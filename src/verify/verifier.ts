@@ -158,7 +158,7 @@ function rejectionFor(error: unknown): Rejection {
 export function createVerifier(config: VerifierConfig, options: VerifierOptions): Verifier {
   const { logger, metrics } = options
   const maxTokenBytes = options.maxTokenBytes ?? verifierDefaults.maxTokenBytes
-  const allowed = createAllowedSubjects(config.allowedSubjects)
+  const allowed = createAllowedSubjects(config.allowedSubjects, config.issuers)
   const cache = options.cache ?? (config.cacheSize > 0 ? createVerifiedTokenCache({ maxEntries: config.cacheSize }) : undefined)
   const tokenOrigins = [config.discoveryUrl, config.jwksUrl]
     .filter((url): url is string => url !== undefined)

@@ -36,7 +36,8 @@ beforeAll(async () => {
   other = await startLocalIssuer()
   logs = captureLogs()
   metrics = createMetrics()
-  verifier = createVerifier(verifierConfig([issuer, other], { allowedSubjects: ['system:serviceaccount:apps:*'] }), {
+  const allowedSubjects = [issuer, other].map((trusted) => `${trusted.issuer}#system:serviceaccount:apps:*`)
+  verifier = createVerifier(verifierConfig([issuer, other], { allowedSubjects }), {
     logger: logs.logger,
     metrics,
   })
