@@ -66,7 +66,7 @@ const commands: Record<string, CommandEntry> = {
   ingress: {
     summary: 'verifying reverse proxy: forwards only requests with a valid token to UPSTREAM_URL',
     details:
-      'The app receives x-auth-subject, x-auth-issuer, x-auth-email, x-auth-namespace, x-auth-service-account, x-auth-pod; never the token.',
+      'The app receives x-auth-subject, x-auth-issuer, x-auth-email, x-auth-namespace, x-auth-service-account, x-auth-pod, and X-Forwarded-Proto, -Host, -For as the ingress saw them (TRUST_FORWARDED_HEADERS); never the token.',
     environment: 'ingress',
     async start(env) {
       const { runIngress } = await import('./commands/ingress.js')

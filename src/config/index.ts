@@ -74,6 +74,8 @@ export interface AuthServerConfig {
 export interface IngressConfig extends AuthServerConfig {
   upstreamUrl: URL
   upstreamTimeoutMs: number
+  /** TRUST_FORWARDED_HEADERS: a proxy in front sets the forwarding headers, so the client's pass to the app. */
+  trustForwardedHeaders: boolean
 }
 
 export interface ClientConfig {
@@ -222,6 +224,7 @@ export function loadIngressConfig(env: Env): IngressConfig {
     listen: values.ingressListenAddr ?? { host: allInterfaces, port: values.port },
     admin: values.ingressAdminAddr,
     upstreamTimeoutMs: values.upstreamTimeout * 1000,
+    trustForwardedHeaders: values.trustForwardedHeaders,
     shutdownTimeoutMs: values.shutdownTimeout * 1000,
     logLevel: values.logLevel,
   }))

@@ -299,6 +299,13 @@ export const variables = {
     doc: `listen port on every interface (Cloud Run sets it); ingress uses it when \`LISTEN_ADDR\` is unset`,
     commands: verifiers,
   }),
+  trustForwardedHeaders: variable({
+    name: 'TRUST_FORWARDED_HEADERS',
+    parse: boolean,
+    default: 'false',
+    doc: "`true` when every request comes through a proxy in front (a load balancer, Cloud Run's front end) that sets `X-Forwarded-Proto`, `X-Forwarded-Host`, `Forwarded` and `X-Real-IP` itself: they then reach the app as sent. Otherwise the ingress is the edge: it sets `X-Forwarded-Proto` (`http`) and `X-Forwarded-Host` from what it saw and drops the client's `Forwarded`, `X-Real-IP` and the like (docs/security.md)",
+    commands: ['ingress'],
+  }),
   ingressListenAddr: variable({
     name: 'LISTEN_ADDR',
     parse: address,

@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics'
 import { createProxyServer, type ProxyDestination, type ProxyRequest } from '../proxy/server'
 import { sendAuthError } from '../verify/middleware'
 import type { Verifier } from '../verify/verifier'
+import { setForwardingHeaders } from './forwarding-headers'
 import { checkClientHeaders, identityHeaders } from './identity-headers'
 
 export interface IngressServerOptions {
@@ -23,7 +24,8 @@ export interface IngressServer {
 
 /**
  * The verifying reverse proxy: the proxy core with the ingress policy, verify -> strip the token
- * and client-sent identity headers -> add the verified identity -> forward to UPSTREAM_URL. A
+ * and client-sent identity headers -> add the verified identity and the forwarding headers ->
+ * forward to UPSTREAM_URL. A
  * refused request never reaches the app; a gRPC one is answered UNAUTHENTICATED or PERMISSION_DENIED.
  */
 export function createIngressServer(config: IngressConfig, options: IngressServerOptions): IngressServer {
@@ -49,8 +51,7 @@ export function createIngressServer(config: IngressConfig, options: IngressServe
       for (const name of credentialHeaders) delete headers[name]
       checkClientHeaders(headers)
       Object.assign(headers, identityHeaders(identity))
-      const requestedHost = request.authority ?? request.headers.host
-      if (requestedHost && !headers['x-forwarded-host']) headers['x-forwarded-host'] = requestedHost
+      setForwardingHeaders(headers, request.authority ?? request.headers.host, config.trustForwardedHeaders)
       return undefined
     },
     answerHeaders: (error) => authAnswerHeaders(error, verifier.audience),
