@@ -31,10 +31,6 @@ export function googleIdTokenMinter(options: GoogleMinterOptions = {}): (audienc
   }
 }
 
-export { nextEvent } from './events'
-// Kept for test/tokens/, which the token-holder refactor is moving: new tests import ./ports and ./events.
-export { closedPort as reservePort } from './ports'
-
 /**
  * A local metadata server for the tests of one describe block, with `GCE_METADATA_HOST` pointing
  * at it (google-auth-library reads the variable on every call). Use `metadata.server` in tests.

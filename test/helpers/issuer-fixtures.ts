@@ -17,9 +17,6 @@ export function verifierConfig(issuers: LocalIssuer[], overrides: Partial<Verifi
   }
 }
 
-// Kept for test/tokens/, which the token-holder refactor is moving: new tests import ./metrics.
-export { counterValue } from './metrics'
-
 function base64url(value: unknown): string {
   return Buffer.from(JSON.stringify(value)).toString('base64url')
 }

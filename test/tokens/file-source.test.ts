@@ -6,7 +6,9 @@ import type { SidecarError } from '../../src/errors'
 import { createLogger } from '../../src/log'
 import { createMetrics } from '../../src/metrics'
 import { createFileTokenSource, type FileTokenSourceOptions } from '../../src/tokens/file-source'
-import type { Token, TokenSource } from '../../src/tokens/token-source'
+import type { TokenSource } from '../../src/tokens/token-source'
+import { nextEvent } from '../helpers/events'
+import { counterValue } from '../helpers/metrics'
 import { signToken } from '../helpers/sign-token'
 
 const metrics = createMetrics()
@@ -39,33 +41,6 @@ function start(options: Partial<FileTokenSourceOptions> = {}): TokenSource {
   return source
 }
 
-interface Wait {
-  /** Default: the test's token file. */
-  key?: string
-  /** Only a value this accepts ends the wait. */
-  accept?: (value: Token) => boolean
-  timeoutMs?: number
-}
-
-/** The next `event` the source emits for the key, or a rejection after the timeout. */
-function next(tokens: TokenSource, event: 'update', wait?: Wait): Promise<Token>
-function next(tokens: TokenSource, event: 'failure', wait?: Wait): Promise<SidecarError>
-function next(tokens: TokenSource, event: 'update' | 'failure', { key = path, accept, timeoutMs = 5000 }: Wait = {}): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      tokens.off(event, listener)
-      reject(new Error(`no '${event}' for ${key} within ${timeoutMs} ms`))
-    }, timeoutMs)
-    const listener = (eventKey: string, value: Token) => {
-      if (eventKey !== key || (accept && !accept(value))) return
-      clearTimeout(timer)
-      tokens.off(event, listener)
-      resolve(value)
-    }
-    tokens.on(event, listener)
-  })
-}
-
 /**
  * Root reads any file whatever its mode, so under root the action runs as `nobody`, owner of the
  * temp dir: the writer, the source and the reads all as an unprivileged sidecar would.
@@ -83,11 +58,6 @@ async function asUnprivileged<T>(action: () => Promise<T>): Promise<T> {
   }
 }
 
-async function counter(name: string, labels: Record<string, string>): Promise<number> {
-  const metric = await metrics.registry.getSingleMetric(name)!.get()
-  return metric.values.find((value) => Object.entries(labels).every(([label, v]) => value.labels[label] === v))?.value ?? 0
-}
-
 test('reads the token at start and reports it ready, logging its fingerprint, never the token', async () => {
   const token = await signToken()
   await createAtomicWriter(dir).write({ token })
@@ -100,7 +70,7 @@ test('reads the token at start and reports it ready, logging its fingerprint, ne
   expect(status!.expiresAt! - status!.issuedAt!).toBe(3600_000)
   expect(logs).toContainEqual(expect.objectContaining({ msg: 'token taken up', key: path, fingerprint: expect.any(String) }))
   expect(JSON.stringify(logs)).not.toContain(token)
-  expect(await counter('bearer_sidecar_token_refreshes_total', { key: path })).toBe(1)
+  expect(await counterValue(metrics, 'tokenRefreshes', { key: path })).toBe(1)
 })
 
 test('follows 20 kubelet rotations in a row, each new token in use within a second', async () => {
@@ -113,7 +83,7 @@ test('follows 20 kubelet rotations in a row, each new token in use within a seco
   for (let i = 0; i < 20; i++) {
     const token = await signToken()
     sent.push(token)
-    const updated = next(tokens, 'update')
+    const updated = nextEvent(tokens, 'update', path)
     const started = performance.now()
     await writer.write({ token })
     expect((await updated).value).toBe(token)
@@ -121,7 +91,7 @@ test('follows 20 kubelet rotations in a row, each new token in use within a seco
     expect((await tokens.getToken(path)).value).toBe(token)
   }
 
-  expect(await counter('bearer_sidecar_token_refreshes_total', { key: path })).toBe(21)
+  expect(await counterValue(metrics, 'tokenRefreshes', { key: path })).toBe(21)
   const logged = JSON.stringify(logs)
   for (const token of sent) expect(logged).not.toContain(token)
 })
@@ -140,7 +110,7 @@ test('a file missing at start: not ready, then ready once the kubelet writes it'
   expect(logs).toContainEqual(expect.objectContaining({ level: 40, key: path, msg: `${path}: file not found` }))
 
   const token = await signToken()
-  const updated = next(tokens, 'update')
+  const updated = nextEvent(tokens, 'update', path)
   await createAtomicWriter(dir).write({ token })
   await updated
   expect((await tokens.getToken(path)).value).toBe(token)
@@ -152,7 +122,7 @@ test('a directory missing at start is waited for', async () => {
   await expect(tokens.getToken(path)).rejects.toMatchObject({ code: 'ERR_TOKEN_UNAVAILABLE' })
 
   const token = await signToken()
-  const updated = next(tokens, 'update')
+  const updated = nextEvent(tokens, 'update', path)
   await createAtomicWriter(dir).write({ token })
   expect((await updated).value).toBe(token)
 })
@@ -178,16 +148,16 @@ describe.each([
     tokens.prepare(path)
     await tokens.getToken(path)
 
-    const failed = next(tokens, 'failure')
+    const failed = nextEvent(tokens, 'failure', path)
     await writer.write({ token: await content() })
     expect(await failed).toMatchObject({ code: 'ERR_TOKEN_MALFORMED', message: expect.stringMatching(reason) })
     expect((await tokens.getToken(path)).value).toBe(good)
     expect(tokens.status()[0]).toMatchObject({ ready: true })
     expect(logs).toContainEqual(expect.objectContaining({ level: 40, code: 'ERR_TOKEN_MALFORMED', serving: expect.objectContaining({}) }))
-    expect(await counter('bearer_sidecar_token_failures_total', { key: path, reason: 'ERR_TOKEN_MALFORMED' })).toBe(1)
+    expect(await counterValue(metrics, 'tokenFailures', { key: path, reason: 'ERR_TOKEN_MALFORMED' })).toBe(1)
 
     const fresh = await signToken()
-    const updated = next(tokens, 'update')
+    const updated = nextEvent(tokens, 'update', path)
     await writer.write({ token: fresh })
     expect((await updated).value).toBe(fresh)
   })
@@ -199,11 +169,11 @@ test('a plain token file written in place, half then whole, is taken up once who
   const tokens = start()
   await expect(tokens.getToken(plain)).rejects.toMatchObject({ message: `${plain}: file not found` })
 
-  const failed = next(tokens, 'failure', { key: plain })
+  const failed = nextEvent(tokens, 'failure', plain)
   await writeFile(plain, token.slice(0, 100))
   expect(await failed).toMatchObject({ code: 'ERR_TOKEN_MALFORMED' })
 
-  const updated = next(tokens, 'update', { key: plain })
+  const updated = nextEvent(tokens, 'update', plain)
   await appendFile(plain, token.slice(100))
   expect((await updated).value).toBe(token)
 })
@@ -229,7 +199,7 @@ test('the last good token serves while the file is bad, until it expires; then a
   tokens.prepare(path)
   await tokens.getToken(path)
 
-  const failed = next(tokens, 'failure')
+  const failed = nextEvent(tokens, 'failure', path)
   await writer.write({ token: '' })
   await failed
   now += 599_000
@@ -243,7 +213,7 @@ test('the last good token serves while the file is bad, until it expires; then a
   expect(tokens.status()[0]).toMatchObject({ ready: false, expiresAt: expect.any(Number) })
 
   const fresh = await signToken({ iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 600 })
-  const updated = next(tokens, 'update')
+  const updated = nextEvent(tokens, 'update', path)
   await writer.write({ token: fresh })
   await updated
   expect((await tokens.getToken(path)).value).toBe(fresh)
@@ -260,13 +230,13 @@ test('when only an expired token is left, that is reported once and readiness dr
   tokens.on('failure', (_key: string, error: SidecarError) => failures.push(error.code))
 
   now += 3600_000
-  const expired = next(tokens, 'failure')
+  const expired = nextEvent(tokens, 'failure', path)
   // Any change in the directory makes the source look again.
   await writeFile(join(dir, 'unrelated'), 'x')
   expect(await expired).toMatchObject({ code: 'ERR_TOKEN_EXPIRED', message: expect.stringMatching(/no newer token was read/) })
   expect(tokens.status()[0]).toMatchObject({ ready: false })
 
-  const malformed = next(tokens, 'failure')
+  const malformed = nextEvent(tokens, 'failure', path)
   await writer.write({ token: '' })
   await malformed
   expect(failures).toEqual(['ERR_TOKEN_EXPIRED', 'ERR_TOKEN_MALFORMED'])
@@ -287,7 +257,7 @@ test('permission denied at start: not ready, then ready once the kubelet writes 
   await chmod(await realpath(path), 0o644)
   const token = await signToken()
   // Back as root, the source may take up the old token too: only the new one ends the wait.
-  const updated = next(tokens, 'update', { accept: (taken) => taken.value === token })
+  const updated = nextEvent(tokens, 'update', path, { accept: (taken) => taken.value === token })
   await writer.write({ token }, { mode: 0o644 })
   await updated
   expect((await tokens.getToken(path)).value).toBe(token)
@@ -300,7 +270,7 @@ test('permission denied later: the last good token goes on serving', async () =>
     const tokens = start({ reReadIntervalMs: 50 })
     await tokens.getToken(path)
 
-    const failed = next(tokens, 'failure')
+    const failed = nextEvent(tokens, 'failure', path)
     // A change behind the symlink makes no event in the watched directory: the periodic re-read finds it.
     await chmod(await realpath(path), 0o000)
     expect(await failed).toMatchObject({ code: 'ERR_TOKEN_UNAVAILABLE', message: `${path}: permission denied` })
@@ -314,7 +284,7 @@ test('an edit the directory watch cannot see is picked up by the periodic re-rea
   await tokens.getToken(path)
 
   const token = await signToken()
-  const updated = next(tokens, 'update')
+  const updated = nextEvent(tokens, 'update', path)
   await writeFile(await realpath(path), token)
   expect((await updated).value).toBe(token)
 })
@@ -326,19 +296,19 @@ test('the directory removed and recreated wholesale, again and again, is followe
   await tokens.getToken(path)
 
   for (let i = 0; i < 3; i++) {
-    const failed = next(tokens, 'failure')
+    const failed = nextEvent(tokens, 'failure', path)
     await writer.remove()
     expect(await failed).toMatchObject({ message: `${path}: file not found` })
     await expect(tokens.getToken(path)).resolves.toBeDefined()
 
     const token = await signToken()
-    const recreated = next(tokens, 'update')
+    const recreated = nextEvent(tokens, 'update', path)
     await writer.write({ token })
     expect((await recreated).value).toBe(token)
 
     // The new directory is watched, not just its parent.
     const rotated = await signToken()
-    const updated = next(tokens, 'update')
+    const updated = nextEvent(tokens, 'update', path)
     await writer.write({ token: rotated })
     expect((await updated).value).toBe(rotated)
   }
@@ -352,13 +322,13 @@ test('the directory replaced in one go, even by one with the same inode number, 
 
   for (let i = 0; i < 10; i++) {
     const replaced = await signToken()
-    const taken = next(tokens, 'update', { accept: (token) => token.value === replaced })
+    const taken = nextEvent(tokens, 'update', path, { accept: (token) => token.value === replaced })
     await writer.remove()
     await writer.write({ token: replaced })
     await taken
 
     const rotated = await signToken()
-    const updated = next(tokens, 'update', { accept: (token) => token.value === rotated })
+    const updated = nextEvent(tokens, 'update', path, { accept: (token) => token.value === rotated })
     await writer.write({ token: rotated })
     await updated
   }
@@ -374,7 +344,7 @@ test('two token files in one directory share one watcher and are rotated togethe
   await Promise.all([tokens.getToken(path), tokens.getToken(second)])
 
   const [a, b] = [await signToken(), await signToken({ aud: 'https://run.example' })]
-  const updates = Promise.all([next(tokens, 'update'), next(tokens, 'update', { key: second })])
+  const updates = Promise.all([nextEvent(tokens, 'update', path), nextEvent(tokens, 'update', second)])
   await writer.write({ token: a, 'run-token': b })
   expect((await updates).map((token) => token.value)).toEqual([a, b])
 

@@ -10,6 +10,7 @@ import { readGoogleCredentials } from '../../src/tokens/google-credentials'
 import { createGoogleIdTokens } from '../../src/tokens/google-id-tokens'
 import { createGoogleTokenSource, type GoogleTokenSourceOptions } from '../../src/tokens/google-source'
 import type { TokenSource } from '../../src/tokens/token-source'
+import { nextEvent } from '../helpers/events'
 import {
   type CredentialFiles,
   federation,
@@ -19,9 +20,9 @@ import {
   type LocalGoogleApis,
   startGoogleApis,
 } from '../helpers/google-apis'
-import { nextEvent, withLocalMetadataServer } from '../helpers/google-metadata'
-import { counterValue } from '../helpers/issuer-fixtures'
+import { withLocalMetadataServer } from '../helpers/google-metadata'
 import { type CapturedLogs, captureLogs } from '../helpers/logs'
+import { counterValue } from '../helpers/metrics'
 import { signToken } from '../helpers/sign-token'
 
 const cloudRun = 'https://auth-server-abc-uc.a.run.app'

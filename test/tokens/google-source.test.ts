@@ -6,7 +6,10 @@ import { createLogger } from '../../src/log'
 import { createMetrics, type Metrics } from '../../src/metrics'
 import { createGoogleTokenSource, type GoogleTokenSourceOptions } from '../../src/tokens/google-source'
 import type { Token, TokenSource } from '../../src/tokens/token-source'
-import { type GoogleMinterOptions, googleIdTokenMinter, nextEvent, reservePort } from '../helpers/google-metadata'
+import { nextEvent } from '../helpers/events'
+import { type GoogleMinterOptions, googleIdTokenMinter } from '../helpers/google-metadata'
+import { counterValue } from '../helpers/metrics'
+import { closedPort } from '../helpers/ports'
 
 const authServer = 'https://auth-server-abc-uc.a.run.app'
 const billing = 'https://billing.example/api?tenant=a&x=1'
@@ -51,13 +54,6 @@ function start(options: Partial<GoogleTokenSourceOptions> = {}): TokenSource {
   return source
 }
 
-async function counter(metric: Metrics['tokenRefreshes'] | Metrics['tokenFailures'], labels: Record<string, string>): Promise<number> {
-  const { values } = await metric.get()
-  return values
-    .filter((v) => Object.entries(labels).every(([name, value]) => (v.labels as Record<string, unknown>)[name] === value))
-    .reduce((sum, v) => sum + v.value, 0)
-}
-
 test('one token per audience, fetched once however many requests ask at the same time', async () => {
   const metadata = await startServer()
   const tokens = start()
@@ -70,7 +66,7 @@ test('one token per audience, fetched once however many requests ask at the same
     expect(new Set(mine.map((token) => token.value)).size).toBe(1)
     expect(decodeJwt(mine[0].value).aud).toBe(audience)
     expect(metadata.fetches(audience)).toBe(1)
-    expect(await counter(metrics.tokenRefreshes, { key: audience })).toBe(1)
+    expect(await counterValue(metrics, 'tokenRefreshes', { key: audience })).toBe(1)
   }
   expect(got[0].value).not.toBe(got[1].value)
   expect(tokens.status()).toEqual(expect.arrayContaining([expect.objectContaining({ key: authServer, ready: true })]))
@@ -119,7 +115,7 @@ test('the refresh timer fetches each next token by itself, once, however many re
 })
 
 test('a metadata server that answers late, after a failed first detection, is picked up with no restart', async () => {
-  const port = await reservePort()
+  const port = await closedPort()
   process.env.GCE_METADATA_HOST = `127.0.0.1:${port}`
   // The library's own detection remembers this failure for the life of the process; the source must not depend on it.
   expect(await gcpMetadata.isAvailable()).toBe(false)
@@ -157,7 +153,7 @@ test('an outage serves the held token until it expires, then answers 503 with th
   expect(expired).toMatchObject({ code: 'ERR_TOKEN_EXPIRED', statusCode: 503 })
   expect((expired as Error).message).toContain('did not answer within 300 ms')
   expect(tokens.status()).toEqual([expect.objectContaining({ ready: false, reason: (expired as Error).message })])
-  expect(await counter(metrics.tokenFailures, { key: authServer })).toBeGreaterThanOrEqual(1)
+  expect(await counterValue(metrics, 'tokenFailures', { key: authServer })).toBeGreaterThanOrEqual(1)
 
   metadata.setFault('none')
   const recovered = await nextEvent(tokens, 'update', authServer)
