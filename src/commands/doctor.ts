@@ -1,6 +1,6 @@
-import { type EgressConfig, type Env, loadEgressConfig } from '../config'
+import { type EgressConfig, type Env, type IssuerAccess, loadEgressConfig, loadIssuerAccess } from '../config'
 import { type Check, fail, pass } from '../doctor/check'
-import { checkIssuer, type HeldToken, type IssuerAccess } from '../doctor/issuer'
+import { checkIssuer, type HeldToken } from '../doctor/issuer'
 import { checkRunningSidecar } from '../doctor/sidecar'
 import { checkTokenFile } from '../doctor/token-file'
 import { checkUpstream } from '../doctor/upstream'
@@ -44,8 +44,11 @@ export async function runDoctor(env: Env, options: DoctorOptions = {}): Promise<
   }
 
   let config: EgressConfig
+  let issuerAccess: IssuerAccess | undefined
   try {
     config = loadEgressConfig(env)
+    // Read only for --verify-issuer: auth-server's variables, which an egress environment rarely holds.
+    if (options.verifyIssuer !== undefined) issuerAccess = loadIssuerAccess(env)
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     return report([fail('config', error.message)], doctorExitCodes.config)
@@ -80,22 +83,11 @@ export async function runDoctor(env: Env, options: DoctorOptions = {}): Promise<
 
   if (options.verifyIssuer !== undefined) {
     if (held.length === 0) checks.push(fail('issuer', 'no token to verify: see the token checks above'))
-    else checks.push(...(await checkIssuer(held, options.verifyIssuer || undefined, issuerAccess(env))))
+    else checks.push(...(await checkIssuer(held, options.verifyIssuer || undefined, issuerAccess)))
   }
 
   checks.push(await checkRunningSidecar(config.admin))
   return report(checks, checks.every((check) => check.ok) ? doctorExitCodes.ok : doctorExitCodes.failed)
-}
-
-/** The ISSUER_* variables as auth-server reads them, for a callee that reaches its issuer the same way (in-cluster discovery). */
-function issuerAccess(env: Env): IssuerAccess {
-  const value = (name: string) => env[name]?.trim() || undefined
-  return {
-    discoveryUrl: value('ISSUER_DISCOVERY_URL'),
-    jwksUrl: value('ISSUER_JWKS_URL'),
-    caFile: value('ISSUER_CA_FILE'),
-    discoveryTokenFile: value('ISSUER_TOKEN_FILE'),
-  }
 }
 
 function isTemplate(upstream: string): boolean {

@@ -116,9 +116,14 @@ function rowsOf(command: Command): Array<[string, Row]> {
  * default and required value present.
  */
 function load<C extends Command, R>(env: Env, command: C, build: (values: Values<C>, fail: (problem: string) => void) => R): R {
+  return parseRows(env, rowsOf(command), build)
+}
+
+/** `load` over any rows: `V` must be what those rows parse to. */
+function parseRows<V, R>(env: Env, rows: Array<[string, Row]>, build: (values: V, fail: (problem: string) => void) => R): R {
   const problems: string[] = []
   const values: Record<string, unknown> = {}
-  for (const [key, row] of rowsOf(command)) {
+  for (const [key, row] of rows) {
     const raw = env[row.name]?.trim() || undefined
     if (raw === undefined && row.required) {
       problems.push(`${row.name} is required`)
@@ -134,8 +139,8 @@ function load<C extends Command, R>(env: Env, command: C, build: (values: Values
     }
   }
   // Every row with a default or `required` has a value here, or a problem was recorded: so the
-  // values are what `Values<C>` says once no problem stands.
-  const result = problems.length === 0 ? build(values as Values<C>, (problem) => problems.push(problem)) : undefined
+  // values are what `V` says once no problem stands.
+  const result = problems.length === 0 ? build(values as V, (problem) => problems.push(problem)) : undefined
   if (problems.length > 0 || result === undefined) throw new ConfigError(`invalid configuration: ${problems.join('; ')}`)
   return result
 }
@@ -197,14 +202,39 @@ function verifierConfig(values: Values<'auth-server'> | Values<'ingress'>, fail:
     issuers,
     audience: values.jwtAudience,
     allowedSubjects,
-    discoveryUrl: issuerDiscoveryUrl?.href,
-    jwksUrl: issuerJwksUrl?.href,
-    caFile: values.issuerCaFile?.path,
-    discoveryTokenFile: values.issuerTokenFile,
+    ...issuerAccessOf(values),
     clockToleranceSec: values.clockTolerance,
     maxTokenAgeSec: values.maxTokenAge,
     cacheSize: values.verifyCacheSize,
   }
+}
+
+/** How a verifier reaches its issuers' documents when not anonymously at `<issuer>/.well-known/...`. */
+export type IssuerAccess = Pick<VerifierConfig, 'discoveryUrl' | 'jwksUrl' | 'caFile' | 'discoveryTokenFile'>
+
+type IssuerAccessValues = Pick<Values<'auth-server'>, 'issuerDiscoveryUrl' | 'issuerJwksUrl' | 'issuerCaFile' | 'issuerTokenFile'>
+
+function issuerAccessOf(values: IssuerAccessValues): IssuerAccess {
+  return {
+    discoveryUrl: values.issuerDiscoveryUrl?.href,
+    jwksUrl: values.issuerJwksUrl?.href,
+    caFile: values.issuerCaFile?.path,
+    discoveryTokenFile: values.issuerTokenFile,
+  }
+}
+
+/**
+ * ISSUER_DISCOVERY_URL, ISSUER_JWKS_URL, ISSUER_CA_FILE and ISSUER_TOKEN_FILE through their rows,
+ * as auth-server reads them: for `doctor --verify-issuer`, which reaches an issuer as the callee
+ * does. Throws one `ConfigError` naming each bad one.
+ */
+export function loadIssuerAccess(env: Env): IssuerAccess {
+  const keys: ReadonlyArray<keyof IssuerAccessValues> = ['issuerDiscoveryUrl', 'issuerJwksUrl', 'issuerCaFile', 'issuerTokenFile']
+  return parseRows(
+    env,
+    keys.map((key) => [key, variables[key]]),
+    issuerAccessOf,
+  )
 }
 
 export function loadAuthServerConfig(env: Env): AuthServerConfig {

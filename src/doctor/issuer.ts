@@ -1,5 +1,5 @@
 import { decodeJwt, decodeProtectedHeader } from 'jose'
-import { defaults, type VerifierConfig } from '../config'
+import { defaults, type IssuerAccess } from '../config'
 import { createLogger } from '../log'
 import type { Token } from '../tokens/token-source'
 import { discoverJwksUri } from '../verify/discovery'
@@ -15,17 +15,13 @@ export interface HeldToken {
 }
 
 /**
- * Where and how a callee fetches the issuer's documents, when not from `<issuer>/.well-known/...`
- * anonymously: an in-cluster API server's discovery needs its CA and a token (the README's
- * "Kubernetes issuers"). Read from the same ISSUER_* variables as auth-server's.
- */
-export type IssuerAccess = Pick<VerifierConfig, 'discoveryUrl' | 'jwksUrl' | 'caFile' | 'discoveryTokenFile'>
-
-/**
  * `--verify-issuer [URL]`: what the callee would do with each token. The issuer's discovery
  * document and key set, fetched by the project's verifier code, then the token verified by the
  * project's verifier as `auth-server` would with ID_ISSUER set to the issuer (default: the
  * token's own `iss`) and JWT_AUDIENCE to the route's audience (default: the token's first `aud`).
+ * `access`: where and how the callee fetches the issuer's documents (an in-cluster API server's
+ * discovery needs its CA and a token: docs/verifier.md "Kubernetes issuers"), from auth-server's
+ * ISSUER_* variables (`loadIssuerAccess`).
  */
 export async function checkIssuer(held: HeldToken[], issuerUrl: string | undefined, access: IssuerAccess = {}): Promise<Check[]> {
   const checks: Check[] = []

@@ -201,6 +201,26 @@ describe('kubernetes mode', () => {
     expect(text.stdout).toContain('✗ config  invalid configuration: TARGET_URL or ROUTES_FILE is required')
   })
 
+  test('--verify-issuer reads the ISSUER_* variables through their rows: a bad one exits 2 naming it, as auth-server would', async () => {
+    const env = { TOKEN_FILE: files.good, TARGET_URL: upstream.url, ISSUER_DISCOVERY_URL: 'not a url', ISSUER_CA_FILE: '/nonexistent.pem' }
+    const run = await doctor(env, ['--json', '--verify-issuer'])
+    expect(run.code).toBe(2)
+    expect(run.report).toEqual({
+      ok: false,
+      checks: [
+        {
+          name: 'config',
+          ok: false,
+          detail: expect.stringMatching(
+            /ISSUER_DISCOVERY_URL="not a url": .*; ISSUER_CA_FILE="\/nonexistent.pem": cannot be read \(ENOENT\)$/,
+          ),
+        },
+      ],
+    })
+    // Without --verify-issuer they are not auth-server's business here: the egress's checks run.
+    expect((await doctor(env)).code).not.toBe(2)
+  })
+
   test('--help describes the flags and exit codes', async () => {
     const run = await doctor({}, ['--help'])
     expect(run.code).toBe(0)
