@@ -127,10 +127,19 @@ test('a directory missing at start is waited for', async () => {
   expect((await updated).value).toBe(token)
 })
 
+/** A compact JWT whose payload is `payload` as written, with a header and a placeholder signature. */
+function compactJwt(payload: string): string {
+  const encode = (text: string) => Buffer.from(text).toString('base64url')
+  return `${encode('{"alg":"RS256"}')}.${encode(payload)}.${encode('signature')}`
+}
+
 describe.each([
   ['an empty file', async () => '', /token is empty/],
   ['a half-written token', async () => (await signToken()).slice(0, 150), /token is not a compact JWT|cannot be decoded/],
   ['something that is not a JWT', async () => 'not a token\n', /token is not a compact JWT/],
+  ['claims that are a JSON array, not an object', async () => compactJwt('[1]'), /cannot be decoded/],
+  ['claims that are not JSON', async () => compactJwt('{"exp":'), /cannot be decoded/],
+  ['claims without a numeric exp', async () => compactJwt('{"exp":"soon"}'), /no numeric exp/],
 ])('%s', (_, content, reason) => {
   test('at start: not ready, with the reason', async () => {
     await createAtomicWriter(dir).write({ token: await content() })
