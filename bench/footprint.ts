@@ -5,7 +5,8 @@
  * `--rate` req/s paced (open loop), then peak RSS, req/s and CPU under wrk saturation. One table of
  * medians with the goals of issue 16 beside the egress columns. `--node PATH` (or BENCH_NODE) adds the
  * Node rows again under that binary (the image runs Node 24). The egress runs twice per Node: bare, and
- * with the V8 flags of the image's ENTRYPOINT (`egress+image-flags`), so each flag shows its cost.
+ * with the V8 flags of the image's ENTRYPOINT (`egress+image-flags`), so each flag shows its cost;
+ * `--node-flags 'A B;C'` adds a row per set of flags to try (`egress+flags1`, `egress+flags2`).
  */
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
@@ -59,12 +60,12 @@ function floorTarget(node: string, suffix: string): Target {
 /** The V8 flags of the image's ENTRYPOINT (Dockerfile), measured as their own row beside the bare `node`. */
 const imageNodeFlags = ['--max-semi-space-size=2']
 
-/** The egress in reverse use (the sidecar suite's row), under `node` with `nodeFlags`. */
-function egressTarget(node: string, suffix: string, nodeFlags: string[] = []): Target {
+/** The egress in reverse use (the sidecar suite's row), under `node` with `nodeFlags`, the row named `egress+label`. */
+function egressTarget(node: string, suffix: string, nodeFlags: string[] = [], label = 'image-flags'): Target {
   const flags = nodeFlags.join(' ')
   return {
     ...sidecarTarget('reverse', node, nodeFlags),
-    name: `egress${nodeFlags.length > 0 ? '+image-flags' : ''}${suffix}`,
+    name: `egress${nodeFlags.length > 0 ? `+${label}` : ''}${suffix}`,
     description: `${node}${flags ? ` ${flags}` : ''} dist/cli.js egress, TARGET_URL=upstream, LOG_LEVEL default; ready = GET /readyz 200`,
   }
 }
@@ -218,6 +219,7 @@ export const footprintSuite: Suite = {
         floorTarget(node, suffix),
         egressTarget(node, suffix),
         egressTarget(node, suffix, imageNodeFlags),
+        ...(args.nodeFlags ?? []).map((flags, i) => egressTarget(node, suffix, flags, `flags${i + 1}`)),
       ]),
     ].filter((t) => args.only === undefined || args.only.includes(t.name))
     const active = targets.filter((t) => {

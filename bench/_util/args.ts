@@ -19,6 +19,8 @@ export interface BenchArgs {
   only?: string[]
   /** Another Node binary to run the Node rows under as well (footprint: e.g. Node 24 beside this one). */
   node?: string
+  /** footprint: more sets of Node flags for the egress, `;` between sets (`--lite-mode;--no-opt --no-maglev`): a row each. */
+  nodeFlags?: string[][]
   /** Print JSON (machine, settings, rows, samples) instead of the table. */
   json: boolean
   /** Positional words: suite names for `bench/index.ts`. */
@@ -46,6 +48,7 @@ export function parseBenchArgs(argv: string[], overrides: ArgDefaults = {}): Ben
       rotate: { type: 'string' },
       only: { type: 'string' },
       node: { type: 'string' },
+      'node-flags': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   })
@@ -66,6 +69,7 @@ export function parseBenchArgs(argv: string[], overrides: ArgDefaults = {}): Ben
     rotate: integer('rotate', 1),
     only: values.only?.split(',').map((name) => name.trim()),
     node: values.node ?? process.env.BENCH_NODE,
+    nodeFlags: values['node-flags']?.split(';').map((set) => set.trim().split(/\s+/).filter(Boolean)),
     json: values.json ?? false,
     positionals,
   }

@@ -1,12 +1,25 @@
 /** Engine (a2): Node http server + undici Pool, `pool.stream()` writing the upstream body straight into the response. */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { type Dispatcher, Pool } from 'undici'
+import type { Dispatcher } from 'undici'
 import { engineEnv, forwardHeaders } from './common'
+
+// undici's Pool by its file, not undici's index (fetch, WebSocket, cache, mocks), as the egress
+// loads its Agent: the floor the footprint suite compares the egress with loads no more than a lean
+// proxy must (undici's index costs ~8 MiB of idle RSS and ~50 ms of start-up).
+const Pool = require('undici/lib/dispatcher/pool') as typeof import('undici').Pool
+// The stream API undici's index installs on every dispatcher, called on the pool without that index.
+const stream = require('undici/lib/api/api-stream') as (
+  this: Dispatcher,
+  options: Dispatcher.RequestOptions<ServerResponse>,
+  factory: Dispatcher.StreamFactory<ServerResponse>,
+  callback: (error: Error | null) => void,
+) => void
 
 const pool = new Pool(engineEnv.upstreamUrl.origin, { connections: 128, keepAliveTimeout: 60_000 })
 
 createServer((req, res) => {
-  pool.stream(
+  stream.call(
+    pool,
     {
       method: req.method as Dispatcher.HttpMethod,
       path: req.url ?? '/',
