@@ -42,6 +42,7 @@ EXPOSE 15080 15081 8080
 STOPSIGNAL SIGTERM
 # No CMD: the command (egress, auth-server, ...) is always named explicitly, as Kubernetes `args`.
 # --max-semi-space-size=2 (MiB of V8's young generation): on Node 24 the egress's peak RSS at
-# saturation falls from ~131 to ~107 MiB and at 1000 req/s from ~114 to ~101 MiB, with no loss of
-# req/s measured (npm run bench -- footprint, bench/RESULTS.md): the request churn is short-lived.
+# saturation falls from ~160 to ~109 MiB for ~5% more CPU per request (scavenges every ~12 ms
+# instead of ~64 ms; 4 MiB: ~120 MiB at the default's CPU; 1 MiB: +25% CPU), npm run bench --
+# footprint and docs/design.md#footprint-per-pod: the request churn is short-lived.
 ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/cli.js"]
