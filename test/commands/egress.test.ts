@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { rmSync } from 'node:fs'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import { join } from 'node:path'
@@ -57,6 +57,38 @@ async function refusedWithin(port: number, attempts: number): Promise<boolean> {
   }
   return false
 }
+
+// Start-up memory and time (docs/design.md, footprint per pod): every module an egress loads is paid
+// by every pod. The verifier's and google mode's libraries, yaml without a routes document, and the
+// indexes of undici and prom-client (their pieces are loaded by file) stay out.
+test('kubernetes mode loads no verifier, google or yaml library, and neither undici nor prom-client by its index', async () => {
+  const listFile = join(dir, 'modules.json')
+  const preload = join(dir, 'list-modules.js')
+  writeFileSync(
+    preload,
+    `process.on('exit', () => require('node:fs').writeFileSync(${JSON.stringify(listFile)}, JSON.stringify(Object.keys(require.cache))))`,
+  )
+  const { child, logged, kill } = await startEgressCli({
+    TARGET_URL: upstreamUrl,
+    TOKEN_FILE: tokenFile,
+    NODE_OPTIONS: `--require ${preload}`,
+  })
+  try {
+    const exited = once(child, 'exit')
+    await logged((entry) => entry.msg === 'token taken up')
+    child.kill('SIGTERM')
+    await exited
+  } finally {
+    kill()
+  }
+  const modules = JSON.parse(readFileSync(listFile, 'utf8')) as string[]
+  const packages = new Set(modules.map((path) => /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(path)?.[1]))
+  expect(packages).toContain('undici')
+  for (const unwanted of ['jose', 'google-auth-library', 'yaml', 'zod', '@opentelemetry/api', 'tdigest'])
+    expect(packages).not.toContain(unwanted)
+  expect(modules).not.toContain(require.resolve('undici'))
+  expect(modules).not.toContain(require.resolve('prom-client'))
+})
 
 const text = async (url: string) => {
   const response = await request(url)
