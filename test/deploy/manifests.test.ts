@@ -13,7 +13,16 @@ import { Pod } from 'kubernetes-models/v1/Pod'
 import { Service } from 'kubernetes-models/v1/Service'
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
-import { defaults, environmentVariables } from '../../src/config'
+import {
+  defaults,
+  type Env,
+  environmentVariables,
+  loadAuthServerConfig,
+  loadClientConfig,
+  loadEgressConfig,
+  loadIngressConfig,
+  loadInjectorConfig,
+} from '../../src/config'
 import { address } from '../../src/config/parsers'
 import { injectionLabel, podAnnotations, proxyVariables, sidecar, untouchedNamespaces } from '../../src/injector/names'
 import { sidecarContainer } from '../../src/injector/patch'
@@ -101,6 +110,20 @@ function env(container: Container, name: string): string | undefined {
 }
 
 const commands = new Set<string>([...Object.keys(environmentVariables), 'demo'])
+
+/** A container's environment as the process would see it (every entry here is a plain value). */
+function envOf(container: Container): Env {
+  return Object.fromEntries((container.env ?? []).map((entry) => [entry.name, entry.value]))
+}
+
+/** The start-up check of each command the manifests run: what exits 2 on a bad value. */
+const loaders: Record<string, (env: Env) => unknown> = {
+  egress: loadEgressConfig,
+  'auth-server': loadAuthServerConfig,
+  ingress: loadIngressConfig,
+  client: loadClientConfig,
+  injector: loadInjectorConfig,
+}
 const relative = (dir: string) => dir.slice(root.length + 1)
 const dirs = kustomizations(deployDir)
 const overlays = [
@@ -200,6 +223,32 @@ describeWithKubectl('deploy/ kustomizations', () => {
           const known = allowed.includes(name) || sidecarSet.includes(name)
           expect({ where, name, known }).toEqual({ where, name, known: true })
         }
+      }
+    }
+  })
+
+  test.each(dirs.map(relative))("%s: every container's environment passes its command's start-up check", (dir) => {
+    for (const object of rendered.get(dir)!) {
+      const spec = podSpecOf(object)
+      if (!spec) continue
+      for (const container of containersOf(spec)) {
+        const load = loaders[container.args?.[0] ?? '']
+        if (!load) continue
+        const where = `${dir} ${object.kind}/${object.metadata.name} container ${container.name}`
+        let problems: string[] = []
+        try {
+          load(envOf(container))
+        } catch (cause) {
+          problems = String((cause as Error).message)
+            .replace(/^invalid configuration: /, '')
+            .split('; ')
+        }
+        // A file on a volume the Pod mounts exists only in the Pod: that one problem is expected here.
+        const mounts = (container.volumeMounts ?? []).map((mount) => `${mount.mountPath.replace(/\/$/, '')}/`)
+        const onVolume = (problem: string) =>
+          /^[A-Z_]+="([^"]+)": cannot be read \(ENOENT\)$/.exec(problem)?.[1] !== undefined &&
+          mounts.some((mount) => problem.includes(`="${mount}`))
+        expect({ where, problems: problems.filter((problem) => !onVolume(problem)) }).toEqual({ where, problems: [] })
       }
     }
   })
@@ -597,9 +646,14 @@ describe('deploy/cloud-run/auth-server.yaml', () => {
       'https://accounts.google.com',
     ])
     expect(env(container, 'JWT_AUDIENCE')).toBe('https://SERVICE_HOST')
+    // Each entry bound to its issuer: with two, an unbound entry would let either mint that subject.
     expect(env(container, 'ALLOWED_SUBJECTS')!.split(',')).toEqual([
-      'system:serviceaccount:id-namespace:auth-client',
-      'auth-client@PROJECT_ID.iam.gserviceaccount.com',
+      `${issuers[0]}#system:serviceaccount:id-namespace:auth-client`,
+      `${issuers[1]}#auth-client@PROJECT_ID.iam.gserviceaccount.com`,
     ])
+  })
+
+  test('its environment loads as auth-server would load it at start', () => {
+    expect(() => loadAuthServerConfig(envOf(container))).not.toThrow()
   })
 })
