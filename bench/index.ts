@@ -7,6 +7,7 @@ import { parseBenchArgs, runSuites, type Suite } from './_util'
 import { authServerSuite } from './auth-server'
 import { enginesSuite } from './engines'
 import { footprintSuite } from './footprint'
+import { grpcSuite } from './grpc'
 import { sidecarSuite } from './sidecar'
 import { soakSuite } from './soak'
 import { tokenPathSuite } from './token-path'
@@ -20,6 +21,7 @@ const suites: Record<string, Suite> = {
   'token-path': tokenPathSuite,
   soak: soakSuite,
   footprint: footprintSuite,
+  grpc: grpcSuite,
 }
 
 const argv = process.argv.slice(2)

@@ -62,9 +62,8 @@ export async function runProxyRounds(title: string, targets: Target[], args: Ben
 }
 
 /**
- * Starts the bench upstream and writes the token, then measures every target once per round,
- * alternating targets within each round (A B C A B C ...); a target that fails is dropped with a note.
- * Stops the upstream; the caller removes `tempDir`.
+ * Starts the bench upstream and writes the token, then runs `alternate` over the targets with that
+ * context. Stops the upstream; the caller removes `tempDir`.
  */
 export async function alternateRounds<S>(
   active: Target[],
@@ -82,28 +81,41 @@ export async function alternateRounds<S>(
     readyUrl: `${upstreamUrl}/`,
     logFile: join(tempDir, 'upstream.log'),
   })
-  const samples: S[] = []
   try {
     const { token, file } = await writeBenchToken(tempDir, upstreamUrl)
     const context: BenchContext = { upstreamUrl, token, tokenFile: file, tempDir }
-    const failed = new Set<string>()
-    for (let round = 1; round <= rounds; round++) {
-      for (const target of active) {
-        if (failed.has(target.name)) continue
-        process.stderr.write(`round ${round}/${rounds} ${target.name} ... `)
-        try {
-          const { sample, line } = await measure(target, context, round)
-          samples.push(sample)
-          process.stderr.write(`${line}\n`)
-        } catch (error) {
-          failed.add(target.name)
-          notes.push(`${target.name}: dropped in round ${round}: ${String(error).split('\n')[0]}`)
-          process.stderr.write(`failed: ${String(error)}\n`)
-        }
-      }
-    }
+    return await alternate(active, rounds, notes, (target, round) => measure(target, context, round))
   } finally {
     await upstream.stop()
+  }
+}
+
+/**
+ * Measures every target once per round, alternating targets within each round (A B C A B C ...) so
+ * that drift on a noisy machine spreads over all of them; a target that fails is dropped with a note.
+ */
+export async function alternate<T extends { name: string }, S>(
+  targets: T[],
+  rounds: number,
+  notes: string[],
+  measure: (target: T, round: number) => Promise<{ sample: S; line: string }>,
+): Promise<S[]> {
+  const samples: S[] = []
+  const failed = new Set<string>()
+  for (let round = 1; round <= rounds; round++) {
+    for (const target of targets) {
+      if (failed.has(target.name)) continue
+      process.stderr.write(`round ${round}/${rounds} ${target.name} ... `)
+      try {
+        const { sample, line } = await measure(target, round)
+        samples.push(sample)
+        process.stderr.write(`${line}\n`)
+      } catch (error) {
+        failed.add(target.name)
+        notes.push(`${target.name}: dropped in round ${round}: ${String(error).split('\n')[0]}`)
+        process.stderr.write(`failed: ${String(error)}\n`)
+      }
+    }
   }
   return samples
 }
