@@ -5,6 +5,7 @@ import {
   constants,
   type IncomingHttpHeaders,
   type IncomingHttpStatusHeader,
+  type OutgoingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2'
 import { rootCertificates } from 'node:tls'
@@ -30,6 +31,7 @@ export interface H2Upstream {
   /** `:authority` sent upstream. */
   host: string
   method: string
+  /** This request's own copy (the forwarder adds the pseudo-headers to it). */
   headers: Record<string, string | string[]>
 }
 
@@ -46,6 +48,7 @@ export interface H2Forwarder {
 }
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants
+const endStream = { endStream: true }
 
 /** One keep-alive session per upstream origin, replaced once it closes or its peer sends GOAWAY. */
 export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
@@ -79,13 +82,14 @@ export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
       return new Promise<number>((resolve, reject) => {
         let request: ClientHttp2Stream
         try {
-          request = sessionFor(upstream.origin).request({
-            ...upstream.headers,
-            ':method': upstream.method,
-            ':path': upstream.path,
-            ':authority': upstream.host,
-            ':scheme': upstream.origin.startsWith('https:') ? 'https' : 'http',
-          })
+          // The headers are this request's own: the pseudo-headers go straight in (session.request copies them anyway).
+          const { headers } = upstream
+          headers[':method'] = upstream.method
+          headers[':path'] = upstream.path
+          headers[':authority'] = upstream.host
+          headers[':scheme'] = upstream.origin.startsWith('https:') ? 'https' : 'http'
+          // A request without a body (END_STREAM on its HEADERS) leaves the same way, with nothing to pipe.
+          request = sessionFor(upstream.origin).request(headers, client.endAfterHeaders ? endStream : undefined)
         } catch (error) {
           reject(toUpstreamError(error, upstream.origin))
           return
@@ -99,16 +103,18 @@ export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
           request.close(NGHTTP2_CANCEL)
         }, options.upstreamTimeoutMs)
 
+        // Each of these events comes once per stream: plain listeners spare once()'s wrapper and its removal.
         request.on('error', (error: NodeJS.ErrnoException & { cause?: unknown }) => {
           // A stream that was still waiting for its session is cancelled with the session's own error as cause.
           failure ??= error.code === 'ERR_HTTP2_STREAM_CANCEL' && error.cause ? (error.cause as NodeJS.ErrnoException) : error
         })
-        request.once('response', (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number) => {
+        request.on('response', (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number) => {
           clearTimeout(timer)
           responded = true
           status = headers[':status'] ?? 502
           if (client.closed || client.destroyed) return
-          const head = { ...h2EndToEndHeaders(headers), ':status': status }
+          const head: OutgoingHttpHeaders = h2EndToEndHeaders(headers)
+          head[':status'] = status
           // gRPC's trailers-only answer (an error status): HEADERS with END_STREAM, nothing after.
           if (flags & NGHTTP2_FLAG_END_STREAM) {
             client.respond(head, { endStream: true })
@@ -121,15 +127,15 @@ export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
           trailers = received
         })
         client.on('wantTrailers', () => client.sendTrailers(h2EndToEndHeaders(trailers)))
-        client.pipe(request)
+        if (!client.endAfterHeaders) client.pipe(request)
 
         // The client cancelled (RST_STREAM) or went away: the upstream's stream is cancelled with the same code.
-        client.once('close', () => {
+        client.on('close', () => {
           clearTimeout(timer)
           if (!request.closed) request.close(client.rstCode && client.rstCode !== NGHTTP2_NO_ERROR ? client.rstCode : NGHTTP2_CANCEL)
           resolve(status)
         })
-        request.once('close', () => {
+        request.on('close', () => {
           clearTimeout(timer)
           if (client.closed || client.destroyed) return
           const resetByUpstream = failure === undefined || failure.code === 'ERR_HTTP2_STREAM_ERROR'

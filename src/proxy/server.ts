@@ -85,6 +85,8 @@ interface Seen {
 
 const keepUpgradeHeaders: ReadonlySet<string> = new Set(['upgrade'])
 const h2PrefaceStart = Buffer.from('PRI')
+const grpcContentType = /^application\/grpc(\+|;|$)/
+const ignore = () => {}
 
 /**
  * The one proxy core under egress and ingress: HTTP/1.1 and HTTP/2 (h2c, prior knowledge) on one
@@ -185,9 +187,9 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
     let label = 'none'
     let status = 0
     let fingerprint: string | undefined
-    const grpc = /^application\/grpc(\+|;|$)/.test(requestHeaders['content-type'] ?? '')
+    const grpc = grpcContentType.test(requestHeaders['content-type'] ?? '')
     // Errors end in 'close', where the forwarder answers; without a listener they would be thrown.
-    stream.on('error', () => {})
+    stream.on('error', ignore)
     try {
       const pseudo = requestHeaders as Record<string, string | undefined>
       const authority = pseudo[':authority'] ?? requestHeaders.host

@@ -169,6 +169,20 @@ describe('HTTP/2 with prior knowledge on the listener', () => {
     expect(JSON.parse(answer.body).authorization).toBe(`Bearer ${token}`)
   })
 
+  test('a request without a body leaves with END_STREAM on its HEADERS; one with a body streams it', async () => {
+    await withSession(async (session) => {
+      const before = h2Upstream.streams.length
+      const bodiless = session.request({ ':method': 'POST', ':path': '/empty' }, { endStream: true })
+      bodiless.resume()
+      await once(bodiless, 'close')
+      const withBody = session.request({ ':method': 'POST', ':path': '/body' })
+      withBody.resume()
+      withBody.end('payload')
+      await once(withBody, 'close')
+      expect(h2Upstream.streams.slice(before).map((stream) => stream.endAfterHeaders)).toEqual([true, false])
+    })
+  })
+
   test('host and :authority disagreeing is refused, nothing forwarded', async () => {
     const before = h2Upstream.seen.length
     const answer = await withSession((session) => h2Request(session, { ':path': '/x', ':authority': h2Route, host: 'evil.test' }))
