@@ -48,7 +48,8 @@ export interface H2Forwarder {
 }
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_FLAG_END_STREAM } = constants
-const endStream = { endStream: true }
+const noBody = { endStream: true }
+const withBody = { endStream: false }
 
 /** One keep-alive session per upstream origin, replaced once it closes or its peer sends GOAWAY. */
 export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
@@ -88,8 +89,9 @@ export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
           headers[':path'] = upstream.path
           headers[':authority'] = upstream.host
           headers[':scheme'] = upstream.origin.startsWith('https:') ? 'https' : 'http'
-          // A request without a body (END_STREAM on its HEADERS) leaves the same way, with nothing to pipe.
-          request = sessionFor(upstream.origin).request(headers, client.endAfterHeaders ? endStream : undefined)
+          // END_STREAM leaves as the client sent it: a request without a body leaves with nothing to pipe, and one with a
+          // body keeps it whatever its method (Node would end a GET at once, and its body could never be written).
+          request = sessionFor(upstream.origin).request(headers, client.endAfterHeaders ? noBody : withBody)
         } catch (error) {
           reject(toUpstreamError(error, upstream.origin))
           return

@@ -183,6 +183,21 @@ describe('HTTP/2 with prior knowledge on the listener', () => {
     })
   })
 
+  test('a GET with a body is answered, its body forwarded (Node would end the upstream GET at its HEADERS)', async () => {
+    await withSession(async (session) => {
+      const stream = session.request({ ':method': 'GET', ':path': '/get-body' }, { endStream: false })
+      let status = 0
+      stream.on('response', (response) => {
+        status = Number(response[':status'])
+      })
+      stream.resume()
+      stream.end('payload')
+      await once(stream, 'close')
+      expect(status).toBe(200)
+      expect(h2Upstream.streams.at(-1)?.endAfterHeaders).toBe(false)
+    })
+  })
+
   test('host and :authority disagreeing is refused, nothing forwarded', async () => {
     const before = h2Upstream.seen.length
     const answer = await withSession((session) => h2Request(session, { ':path': '/x', ':authority': h2Route, host: 'evil.test' }))
