@@ -1,5 +1,4 @@
 import { type IncomingMessage, maxHeaderSize, type ServerResponse } from 'node:http'
-import { rootCertificates } from 'node:tls'
 import type { Dispatcher } from 'undici'
 import { responseHeaders } from './headers'
 import { dropUnsolicitedContinue } from './unsolicited-continue'
@@ -14,13 +13,17 @@ export const UndiciAgent = require('undici/lib/dispatcher/agent') as typeof impo
 /** undici's own connector (what the Agent builds from its `connect` options), loaded the same way. */
 export const undiciConnector = require('undici/lib/core/connect') as typeof import('undici').buildConnector
 
-export interface ForwarderOptions {
-  /** Milliseconds to wait for the upstream's response headers (then 504). */
+/** How every way out of the proxy core (HTTP/1.1, HTTP/2, upgrades) reaches an upstream. */
+export interface UpstreamLimits {
+  /** Milliseconds to wait for the upstream's response headers, connecting included (then 504). */
   upstreamTimeoutMs: number
-  /** Milliseconds to connect, TLS included (then 504): the token in the headers must outlast it. */
+  /**
+   * Milliseconds to connect, TLS included (then 504). Requests wait for the connect with their
+   * token already in their headers: the token must outlast it.
+   */
   connectTimeoutMs: number
-  /** Extra PEM CA certificates trusted for HTTPS upstreams, besides Node's own store. */
-  extraCa?: string
+  /** Certificates trusted for HTTPS upstreams: Node's own store plus the extra CA, built once by the proxy core; absent: Node's default. */
+  ca?: string[]
 }
 
 export interface UpstreamRequest {
@@ -45,12 +48,12 @@ export interface Forwarder {
  * with a handler that writes straight into the client's response (chosen by bench/engines.ts:
  * the fewest allocations per request; see the README's design notes).
  */
-export function createForwarder(options: ForwarderOptions): Forwarder {
+export function createForwarder(options: UpstreamLimits): Forwarder {
   const agent = new UndiciAgent({
     connect: dropUnsolicitedContinue(
       undiciConnector({
         timeout: options.connectTimeoutMs,
-        ...(options.extraCa ? { ca: [...rootCertificates, options.extraCa] } : {}),
+        ...(options.ca ? { ca: options.ca } : {}),
       }),
       { maxHeaderSize },
     ),

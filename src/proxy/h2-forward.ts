@@ -8,22 +8,10 @@ import {
   type OutgoingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2'
-import { rootCertificates } from 'node:tls'
 import { UpstreamUnreachableError } from '../errors'
+import type { UpstreamLimits } from './forward'
 import { h2EndToEndHeaders } from './headers'
 import { toUpstreamError } from './upstream-error'
-
-export interface H2ForwarderOptions {
-  /** Milliseconds to wait for the upstream's response headers, connecting included (then 504). */
-  upstreamTimeoutMs: number
-  /**
-   * Milliseconds a new session may take to connect, TLS included (then 504). Requests wait for
-   * the connect with their token already in their headers: the token must outlast it.
-   */
-  connectTimeoutMs: number
-  /** Extra PEM CA certificates trusted for `https://` upstreams, besides Node's own store. */
-  extraCa?: string
-}
 
 export interface H2Upstream {
   origin: string
@@ -52,9 +40,9 @@ const noBody = { endStream: true }
 const withBody = { endStream: false }
 
 /** One keep-alive session per upstream origin, replaced once it closes or its peer sends GOAWAY. */
-export function createH2Forwarder(options: H2ForwarderOptions): H2Forwarder {
+export function createH2Forwarder(options: UpstreamLimits): H2Forwarder {
   const sessions = new Map<string, ClientHttp2Session>()
-  const ca = options.extraCa ? [...rootCertificates, options.extraCa] : undefined
+  const { ca } = options
 
   const sessionFor = (origin: string): ClientHttp2Session => {
     const open = sessions.get(origin)

@@ -2,6 +2,7 @@ import { type IncomingHttpHeaders, type IncomingMessage, Server, type ServerResp
 import { createServer as createH2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { rootCertificates } from 'node:tls'
 import { fixedTimeouts } from '../config'
 import { BadRequestError, InternalError, SidecarError } from '../errors'
 import { serverTimeouts } from '../lifecycle'
@@ -104,7 +105,8 @@ export function createProxyServer<D extends ProxyDestination>(options: ProxyServ
   const upstreamLimits = {
     upstreamTimeoutMs: options.upstreamTimeoutMs,
     connectTimeoutMs: Math.min(options.upstreamTimeoutMs, fixedTimeouts.connectMs),
-    extraCa: options.extraCa,
+    // Node's store plus the extra CA, built once here rather than on every connect or upgrade.
+    ca: options.extraCa ? [...rootCertificates, options.extraCa] : undefined,
   }
   const forwarder = createForwarder(upstreamLimits)
   const h2Forwarder = createH2Forwarder(upstreamLimits)

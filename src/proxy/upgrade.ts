@@ -1,8 +1,8 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import type { Duplex } from 'node:stream'
-import { rootCertificates } from 'node:tls'
 import type { SidecarError } from '../errors'
+import type { UpstreamLimits } from './forward'
 import { rawHead } from './raw-response'
 import { toUpstreamError } from './upstream-error'
 
@@ -10,16 +10,6 @@ export interface UpgradeTarget {
   origin: string
   path: string
   headers: Record<string, string | string[]>
-}
-
-export interface UpgradeRelayOptions {
-  upstreamTimeoutMs: number
-  /**
-   * Milliseconds to connect (TLS included), as for every other request: the request headers carry
-   * a token chosen with at least TOKEN_MIN_VALIDITY left, which must outlast the connect.
-   */
-  connectTimeoutMs: number
-  extraCa?: string
 }
 
 /**
@@ -32,7 +22,7 @@ export function relayUpgrade(
   client: Duplex,
   head: Buffer,
   target: UpgradeTarget,
-  options: UpgradeRelayOptions,
+  options: UpstreamLimits,
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     // The origin alone picks the host: the path is sent as it is, since resolving it against the
@@ -44,7 +34,7 @@ export function relayUpgrade(
       method: req.method,
       headers: { ...target.headers, connection: 'Upgrade', upgrade: String(req.headers.upgrade) },
       timeout: options.upstreamTimeoutMs,
-      ...(options.extraCa && url.protocol === 'https:' ? { ca: [...rootCertificates, options.extraCa] } : {}),
+      ...(options.ca && url.protocol === 'https:' ? { ca: options.ca } : {}),
     })
     const fail = (error: unknown) => reject(toUpstreamError(error, url.origin) satisfies SidecarError)
     upstream.once('timeout', () => upstream.destroy(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })))
